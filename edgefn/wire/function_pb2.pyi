@@ -1,0 +1,29 @@
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from typing import ClassVar as _ClassVar, Optional as _Optional
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class FunctionMessage(_message.Message):
+    __slots__ = ("ID", "QOS", "Topic", "Payload", "Timestamp", "FunctionName", "FunctionInvokeID", "Sequence", "Code", "Error")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    QOS_FIELD_NUMBER: _ClassVar[int]
+    TOPIC_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
+    FUNCTIONNAME_FIELD_NUMBER: _ClassVar[int]
+    FUNCTIONINVOKEID_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    ID: int
+    QOS: int
+    Topic: str
+    Payload: bytes
+    Timestamp: int
+    FunctionName: str
+    FunctionInvokeID: str
+    Sequence: int
+    Code: int
+    Error: str
+    def __init__(self, ID: _Optional[int] = ..., QOS: _Optional[int] = ..., Topic: _Optional[str] = ..., Payload: _Optional[bytes] = ..., Timestamp: _Optional[int] = ..., FunctionName: _Optional[str] = ..., FunctionInvokeID: _Optional[str] = ..., Sequence: _Optional[int] = ..., Code: _Optional[int] = ..., Error: _Optional[str] = ...) -> None: ...

@@ -1,0 +1,1 @@
+"""Shared test support: real brokers, real processes, bounded waits."""
