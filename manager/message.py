@@ -1,0 +1,70 @@
+"""The function message as the manager sees it, and the error envelope (SPEC §7)."""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+
+import orjson
+
+from edgefn.runtimes.faults import Fault
+
+# An oversize input is echoed in its envelope only this far: the envelope must
+# itself fit on the hub, and the head of the payload is enough to recognise it.
+ENVELOPE_PAYLOAD_MAX = 1024
+
+
+@dataclass(slots=True)
+class Call:
+    """One invocation of a function: Baetyl's FunctionMessage fields.
+
+    ``timestamp`` is unix seconds at receipt; ``invoke_id`` is kept across retries.
+    """
+
+    id: int
+    qos: int
+    topic: str
+    payload: bytes
+    timestamp: int
+    function: str
+    invoke_id: str
+
+    def function_message(self, *, payload_max: int | None = None) -> dict[str, object]:
+        """The input as the envelope's ``functionMessage`` (Baetyl's names, base64 payload)."""
+        payload = self.payload
+        truncated = payload_max is not None and len(payload) > payload_max
+        if truncated:
+            payload = payload[:ENVELOPE_PAYLOAD_MAX]
+        message: dict[str, object] = {
+            "ID": self.id,
+            "QOS": self.qos,
+            "Topic": self.topic,
+            "Payload": base64.b64encode(payload).decode(),
+            "Timestamp": self.timestamp,
+            "FunctionName": self.function,
+            "FunctionInvokeID": self.invoke_id,
+        }
+        if truncated:
+            message["PayloadTruncated"] = True
+        return message
+
+
+def envelope(
+    call: Call,
+    fault: Fault,
+    *,
+    runtime: str,
+    attempts: int,
+    payload_max: int | None = None,
+) -> bytes:
+    """The JSON error envelope published for a failed call (SPEC §7)."""
+    return orjson.dumps(
+        {
+            "errorMessage": fault.message,
+            "errorType": fault.error_type,
+            "errorStack": fault.stack,
+            "functionMessage": call.function_message(payload_max=payload_max),
+            "runtime": runtime,
+            "attempts": attempts,
+        }
+    )
