@@ -1,0 +1,210 @@
+"""The configuration: one YAML file read once into frozen dataclasses (SPEC §3).
+
+:func:`load_config` reads the file, expands ``${VAR}``, resolves every path
+against the file's folder, applies Baetyl's defaults and bounds, and either
+returns a :class:`Config` every other module can trust or raises
+:class:`ConfigError` listing every problem at once, each with its YAML path and
+line. Baetyl-only keys load with a warning (``Config.warnings``; the caller logs
+them). A config with functions but no rules is valid: its functions are still
+callable through the gRPC server and ``edgefn call``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from .units import parse_duration, parse_size
+from .yamldoc import ConfigError, Document, Problem, Value, compose
+
+__all__ = [
+    "Config", "ConfigError", "FrozenEnv", "FunctionConfig", "HubConfig", "InstanceConfig",
+    "LoggerConfig", "Problem", "RuleConfig", "RUNTIMES", "ServerConfig", "ShutdownConfig",
+    "TopicConfig", "load_config", "parse_duration", "parse_size",
+]
+
+RUNTIMES = ("python", "node", "sql")
+
+
+class FrozenEnv(Mapping[str, str]):
+    """A read-only, hashable mapping of environment variables."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: Mapping[str, str] | None = None) -> None:
+        self._data = dict(data or {})
+
+    def __getitem__(self, key: str) -> str:
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __hash__(self) -> int:
+        return hash(frozenset(self._data.items()))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Mapping) and dict(self._data) == dict(other)
+
+    def __repr__(self) -> str:
+        return f"FrozenEnv({self._data!r})"
+
+
+@dataclass(frozen=True)
+class HubConfig:
+    """The MQTT hub every rule's connection goes to (an embedded broker without address)."""
+
+    address: str | None = None  # as written; None → embedded broker
+    scheme: str = "tcp"  # tcp | ssl | ws | wss (tcp for the embedded broker)
+    host: str = "127.0.0.1"
+    port: int = 1883  # the address's, else tcp 1883, ssl 8883, ws 80, wss 443; embedded_port when embedded
+    websocket_path: str = "/mqtt"  # ws/wss only: the address's path, "/mqtt" if it has none
+    username: str | None = None
+    password: str | None = None
+    ca: Path | None = None  # absolute; ssl/wss only
+    cert: Path | None = None
+    key: Path | None = None
+    clientid: str = "edgefn"  # the connection of every rule without its own clientid
+    keepalive: float = 60.0
+    cleansession: bool = False
+    interval: float = 60.0  # max reconnect backoff
+    embedded_port: int = 1883  # hub.embedded.port
+
+    @property
+    def embedded(self) -> bool:
+        """True when edgefn starts its own broker (no hub.address)."""
+        return self.address is None
+
+    @property
+    def tls(self) -> bool:
+        return self.scheme in ("ssl", "wss")
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """The optional gRPC server for direct calls."""
+
+    address: str  # "host:port" (port 0: any free port) or "unix:///absolute/path"
+    ca: Path | None = None  # with cert/key: mutual TLS
+    cert: Path | None = None
+    key: Path | None = None
+
+
+@dataclass(frozen=True)
+class TopicConfig:
+    topic: str
+    qos: int = 0
+
+
+@dataclass(frozen=True)
+class RuleConfig:
+    """subscribe → function → publish (errors to ``error`` when set, else ``publish``)."""
+
+    clientid: str | None  # None → hub.clientid
+    subscribe: TopicConfig
+    function: str  # the function's name
+    publish: TopicConfig
+    error: TopicConfig | None = None
+    retry_max: int = 3  # total attempts, ≥ 1
+    index: int = 0  # position in rules[], for messages
+
+
+@dataclass(frozen=True)
+class InstanceConfig:
+    """A function's pool (SPEC §8). Durations in seconds, sizes in bytes."""
+
+    min: int = 0
+    max: int = 1
+    concurrency: int = 1
+    idletime: float = 600.0
+    evicttime: float = 60.0
+    timeout: float = 30.0
+    starttimeout: float = 10.0
+    memory: int | None = None
+    message_max: int = 4 * 1024 * 1024
+    backoff_max: float = 60.0
+
+
+@dataclass(frozen=True)
+class FunctionConfig:
+    name: str
+    runtime: str  # one of RUNTIMES
+    handler: str  # module.attribute (python, node); the statement (sql)
+    codedir: Path | None  # absolute; None for sql
+    env: Mapping[str, str] = field(default_factory=FrozenEnv)
+    instance: InstanceConfig = field(default_factory=InstanceConfig)
+    index: int = 0  # position in functions[], for messages
+
+
+@dataclass(frozen=True)
+class LoggerConfig:
+    level: str = "info"  # debug | info | warn | error
+    format: str = "text"  # text | json
+    path: Path | None = None  # absolute; also log to this file
+
+
+@dataclass(frozen=True)
+class ShutdownConfig:
+    timeout: float = 30.0  # how long in-flight work may take to drain
+
+
+@dataclass(frozen=True)
+class Config:
+    """A whole, valid configuration."""
+
+    path: Path  # the config file, absolute
+    hub: HubConfig
+    server: ServerConfig | None
+    rules: tuple[RuleConfig, ...]
+    functions: tuple[FunctionConfig, ...]
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    shutdown: ShutdownConfig = field(default_factory=ShutdownConfig)
+    warnings: tuple[Problem, ...] = ()
+
+    def function(self, name: str) -> FunctionConfig:
+        """The function named ``name``; KeyError if there is none."""
+        for function in self.functions:
+            if function.name == name:
+                return function
+        raise KeyError(name)
+
+    def rules_for(self, name: str) -> tuple[RuleConfig, ...]:
+        """The rules that call the function named ``name``."""
+        return tuple(rule for rule in self.rules if rule.function == name)
+
+
+def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> Config:
+    """Read and validate the config file at ``path``.
+
+    ``${VAR}`` expands from ``environ`` (default: ``os.environ``). Raises
+    ConfigError with every problem found; warnings ride on the result.
+    """
+    shown = os.fspath(path)
+    absolute = Path(shown).expanduser().resolve()
+    try:
+        text = absolute.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError([Problem("", None, f"cannot read the config file: {reason}", shown)]) from exc
+    doc = Document(shown, absolute.parent, os.environ if environ is None else environ)
+    node = compose(text, doc)
+    config = None
+    if node is None and not doc.problems:
+        doc.error("", None, "the file is empty; expected a mapping with functions (and rules)")
+    elif node is not None:
+        # The readers build this module's dataclasses, so they import it, not the reverse.
+        from .config_read import read_config
+
+        config = read_config(Value(doc, node, ""), absolute)
+    if doc.problems or config is None:
+        raise ConfigError(_by_line(doc.problems), _by_line(doc.warnings))
+    return replace(config, warnings=_by_line(doc.warnings))
+
+
+def _by_line(problems: list[Problem]) -> tuple[Problem, ...]:
+    return tuple(sorted(problems, key=lambda problem: problem.line or 0))
