@@ -1,1 +1,1 @@
-"""Generated gRPC stubs for proto/function.proto (regenerate with tests/test_wire.py's command)."""
+"""Generated gRPC stubs for proto/function.proto: regenerate with scripts/protoc."""
