@@ -1,0 +1,454 @@
+"""One MQTT connection per clientid: manual QoS 1 acks, reconnect, TLS.
+
+A :class:`Hub` owns one reconnecting connection. Every incoming message is handed
+to ``on_message`` as a :class:`Delivery`, in order, on the event loop; a QoS 1
+delivery stays unacknowledged at the broker until :meth:`Hub.ack` is called, so
+a message whose result was never published is redelivered after a reconnect
+(``cleansession: false`` keeps the session at the broker).
+
+How it sits on aiomqtt 2.5.1 (pinned): aiomqtt connects, drives paho's socket
+from the event loop and disconnects. aiomqtt has no manual-ack API and its
+publish waits out its timeout when the connection drops, so this module installs
+its own callbacks on aiomqtt's paho client (``Client._client``) for messages,
+PUBACK/SUBACK/UNSUBACK and CONNACK. Each connection is a fresh aiomqtt client
+with its own *generation*: an ack is only ever sent on the connection its
+message came on, and everything waiting on a connection fails with
+:class:`HubDisconnected` the moment it is lost.
+
+Limits the caller must respect: paho numbers packets with 16-bit ids, so at
+most ~65,000 publishes may be pending on one hub at once (the router bounds its
+backlog far below that); nothing bounds incoming messages here either: a
+delivery dropped on the floor would keep a broker in-flight slot until the next
+reconnect, so bounding work is the router's job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import socket
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self
+
+import aiomqtt
+import paho.mqtt.client as paho
+from paho.mqtt.reasoncodes import ReasonCode
+
+if TYPE_CHECKING:
+    from edgefn.manager.config import HubConfig
+
+log = logging.getLogger("edgefn.hub")
+
+FIRST_BACKOFF = 0.5  # seconds; doubles up to HubConfig.interval
+OPERATION_TIMEOUT = 10.0  # connect (CONNACK), subscribe, unsubscribe, disconnect
+PUBLISH_TIMEOUT = 30.0
+
+_SUCCESS = paho.MQTT_ERR_SUCCESS
+_TRANSPORTS = {"tcp": "tcp", "ssl": "tcp", "ws": "websockets", "wss": "websockets"}
+
+
+class HubError(Exception):
+    """A hub operation failed."""
+
+
+class HubDisconnected(HubError):
+    """The connection was down, or went down before the operation completed."""
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """An incoming message, tagged with the connection (generation) it came on."""
+
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+    mid: int
+    generation: int
+    received: float  # time.time() at receipt
+
+
+class _Link:
+    """One connection: a fresh aiomqtt client plus what waits on it.
+
+    ``waiters`` maps paho's packet ids (shared by PUBLISH, SUBSCRIBE and
+    UNSUBSCRIBE) to the future resolved by the matching acknowledgement.
+    """
+
+    def __init__(self, client: aiomqtt.Client, generation: int) -> None:
+        self.client = client
+        self.paho: paho.Client = client._client  # noqa: SLF001 - the manual-ack route
+        self.generation = generation
+        self.waiters: dict[int, asyncio.Future[Any]] = {}
+        self.closed: asyncio.Future[BaseException | None] = client._loop.create_future()  # noqa: SLF001
+        self.granting = 0  # subscribe calls in flight on this link
+        self.up = False  # CONNACK accepted
+
+    def resolve(self, mid: int, result: Any) -> None:
+        fut = self.waiters.pop(mid, None)
+        if fut is not None and not fut.done():
+            fut.set_result(result)
+
+    async def wait(self, mid: int, timeout: float, what: str) -> Any:
+        """Wait for the acknowledgement of packet ``mid``."""
+        fut = self.client._loop.create_future()  # noqa: SLF001
+        self.waiters[mid] = fut
+        try:
+            async with asyncio.timeout(timeout):
+                return await fut
+        except TimeoutError:
+            raise HubError(f"no acknowledgement of {what} within {timeout}s") from None
+        finally:
+            if self.waiters.get(mid) is fut:
+                del self.waiters[mid]
+
+    def fail(self, reason: str) -> None:
+        waiters, self.waiters = self.waiters, {}
+        for fut in waiters.values():
+            if not fut.done():
+                fut.set_exception(HubDisconnected(reason))
+
+
+class Hub:
+    """One reconnecting MQTT connection (one clientid).
+
+    Use as ``async with Hub(config, clientid, on_message) as hub:``; the context
+    owns a task named ``hub:<name>`` that connects, resubscribes and reconnects
+    with jittered backoff (500 ms doubling up to ``config.interval``).
+    ``on_message`` is called on the event loop for every message, in order; it
+    must not block (schedule the work) and should call :meth:`ack` for QoS 1.
+    """
+
+    def __init__(
+        self,
+        config: HubConfig,
+        clientid: str,
+        on_message: Callable[[Delivery], None],
+        *,
+        name: str | None = None,
+    ) -> None:
+        if config.scheme not in _TRANSPORTS:
+            raise HubError(f"unknown hub scheme {config.scheme!r} (expected tcp, ssl, ws or wss)")
+        self.name = name or clientid
+        self.last_error: HubError | None = None  # why the latest connection attempt failed
+        self._config = config
+        self._clientid = clientid
+        self._on_message = on_message
+        self._subscriptions: dict[str, int] = {}
+        self._refused: list[str] = []
+        self._link: _Link | None = None
+        self._generation = 0
+        self._delivering = True
+        self._ready = asyncio.Event()
+        self._tls: ssl.SSLContext | None = None
+        self._stop: asyncio.Future[None] | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def connected(self) -> bool:
+        """True while a connection is up (CONNACK received, not yet lost)."""
+        return self._link is not None
+
+    @property
+    def generation(self) -> int:
+        """The generation of the latest connection (0 before the first one)."""
+        return self._generation
+
+    async def __aenter__(self) -> Self:
+        if self._config.scheme in ("ssl", "wss"):
+            self._tls = await asyncio.to_thread(_tls_context, self._config)
+        self._stop = asyncio.get_running_loop().create_future()
+        self._task = asyncio.create_task(self._run(), name=f"hub:{self.name}")
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Disconnect cleanly (DISCONNECT, so the broker keeps the session)."""
+        assert self._stop is not None and self._task is not None
+        if not self._stop.done():
+            self._stop.set_result(None)
+        if self._link is None:
+            # Connecting or backing off: nothing to say goodbye to.
+            self._task.cancel()
+        done, _ = await asyncio.wait([self._task], timeout=OPERATION_TIMEOUT + 1)
+        if not done:
+            self._task.cancel()
+            await asyncio.wait([self._task])
+        self._link = None
+
+    # -- subscriptions ------------------------------------------------------------
+
+    async def subscribe(self, topic: str, qos: int) -> None:
+        """Subscribe now and after every reconnect.
+
+        Returns once the broker granted it, or at once while disconnected (it is
+        applied on connect; :meth:`wait_ready` waits for that). Raises
+        :class:`HubError` when the broker refuses it (it is then forgotten).
+        """
+        if qos not in (0, 1):
+            raise HubError(f"subscription QoS must be 0 or 1, not {qos!r}")
+        self._subscriptions[topic] = qos
+        link = self._link
+        if link is not None:
+            refused = await self._grant(link, [(topic, qos)])
+            if refused:
+                raise HubError(f"hub {self.name}: the broker refused the subscription to {topic!r}")
+
+    async def unsubscribe(self, topic: str) -> None:
+        """Forget a subscription and, if connected, unsubscribe from it."""
+        self._subscriptions.pop(topic, None)
+        link = self._link
+        if link is None:
+            return
+        rc, mid = link.paho.unsubscribe(topic)
+        if rc != _SUCCESS or mid is None:
+            return  # lost: the next connection will not resubscribe it
+        try:
+            await link.wait(mid, OPERATION_TIMEOUT, f"unsubscribe from {topic!r}")
+        except HubDisconnected:
+            pass
+
+    async def wait_ready(self) -> None:
+        """Wait until connected and every subscription is granted.
+
+        Raises :class:`HubError` naming the subscriptions the broker refused on
+        this connection.
+        """
+        await self._ready.wait()
+        if self._refused:
+            raise HubError(f"hub {self.name}: the broker refused subscriptions to {self._refused}")
+
+    # -- the hot path -------------------------------------------------------------
+
+    async def publish(
+        self, topic: str, payload: bytes, qos: int, timeout: float = PUBLISH_TIMEOUT
+    ) -> None:
+        """Publish and return once the hub accepted it.
+
+        QoS 1: on PUBACK; QoS 0: once written to the socket. Raises
+        :class:`HubDisconnected` at once when not connected or when the
+        connection drops first, :class:`HubError` on a timeout or a bad topic.
+        """
+        link = self._link
+        if link is None:
+            raise HubDisconnected(f"hub {self.name}: not connected")
+        try:
+            info = link.paho.publish(topic, payload, qos)
+        except ValueError as exc:
+            raise HubError(f"hub {self.name}: cannot publish to {topic!r}: {exc}") from exc
+        if info.rc != _SUCCESS:
+            if info.rc == paho.MQTT_ERR_NO_CONN:
+                raise HubDisconnected(f"hub {self.name}: not connected")
+            raise HubError(f"hub {self.name}: cannot publish to {topic!r}: {paho.error_string(info.rc)}")
+        await link.wait(info.mid, timeout, f"publish to {topic!r}")
+
+    def ack(self, delivery: Delivery) -> None:
+        """Acknowledge a QoS 1 delivery (a no-op for QoS 0).
+
+        Only on the connection it came on: after a reconnect the broker
+        redelivers it instead, and acking its old packet id on the new
+        connection could acknowledge a different message.
+        """
+        link = self._link
+        if delivery.qos == 1 and link is not None and delivery.generation == link.generation:
+            link.paho.ack(delivery.mid, 1)
+
+    def stop_delivering(self) -> None:
+        """Stop calling ``on_message`` (shutdown); later QoS 1 messages stay unacked."""
+        self._delivering = False
+
+    # -- the connection task ------------------------------------------------------
+
+    async def _run(self) -> None:
+        assert self._stop is not None
+        delay = FIRST_BACKOFF
+        while not self._stop.done():
+            if await self._connect_once():
+                delay = FIRST_BACKOFF
+            if self._stop.done():
+                return
+            pause = random.uniform(delay / 2, delay)
+            log.info("hub %s: reconnecting in %.1fs", self.name, pause)
+            await asyncio.wait([self._stop], timeout=pause)
+            delay = min(delay * 2, max(self._config.interval, FIRST_BACKOFF))
+
+    async def _connect_once(self) -> bool:
+        """One connection, from connect to loss or stop; True if it came up."""
+        self._generation += 1
+        link = _Link(self._new_client(), self._generation)
+        self._install_callbacks(link)
+        try:
+            async with link.client:
+                await self._serve(link)
+        except aiomqtt.MqttError as exc:
+            if not link.up:
+                self.last_error = HubError(f"cannot connect to {self._where()}: {exc}")
+            log.warning("hub %s: connection to %s failed: %s", self.name, self._where(), exc)
+        except Exception:  # a bug here must not end reconnection for good
+            log.exception("hub %s: connection failed unexpectedly", self.name)
+        finally:
+            self._detach(link, "connection closed")
+            link.paho._reset_sockets()  # noqa: SLF001 - paho's wake-up socketpair outlives the client
+        return link.up
+
+    async def _serve(self, link: _Link) -> None:
+        assert self._stop is not None
+        self.last_error = None
+        log.info("hub %s: connected to %s as %r", self.name, self._where(), self._clientid)
+        if self._subscriptions:
+            await self._grant(link, list(self._subscriptions.items()))
+        else:
+            self._update_ready(link)
+        await asyncio.wait([link.closed, self._stop], return_when=asyncio.FIRST_COMPLETED)
+        if link.closed.done() and not self._stop.done():
+            # paho reports a dropped socket as "Unspecified error": say what happened instead.
+            self.last_error = HubDisconnected(f"connection to {self._where()} lost")
+            log.warning("hub %s: %s", self.name, self.last_error)
+
+    async def _grant(self, link: _Link, pairs: list[tuple[str, int]]) -> list[str]:
+        """Subscribe on ``link``; return the refused topics (none if the link drops)."""
+        self._ready.clear()
+        link.granting += 1
+        try:
+            try:
+                rc, mid = link.paho.subscribe(pairs)
+            except ValueError as exc:
+                raise HubError(f"hub {self.name}: cannot subscribe to {pairs}: {exc}") from exc
+            if rc != _SUCCESS or mid is None:
+                return []
+            try:
+                codes: list[ReasonCode] = await link.wait(mid, OPERATION_TIMEOUT, f"subscribe to {pairs}")
+            except HubDisconnected:
+                return []  # resubscribed on the next connection
+            refused = [topic for (topic, _), code in zip(pairs, codes) if code.is_failure]
+            for topic in refused:
+                self._subscriptions.pop(topic, None)
+                self._refused.append(topic)
+                log.error("hub %s: the broker refused the subscription to %r", self.name, topic)
+            return refused
+        finally:
+            link.granting -= 1
+            self._update_ready(link)
+
+    def _update_ready(self, link: _Link) -> None:
+        if link is self._link and link.granting == 0:
+            self._ready.set()
+
+    # -- paho callbacks (called on the event loop, inside paho's socket handling) --
+
+    def _install_callbacks(self, link: _Link) -> None:
+        client, p = link.client, link.paho
+        p.manual_ack_set(True)
+        p.disable_logger()  # paho logs every packet at debug level; we log what matters
+        aiomqtt_on_connect = p.on_connect
+
+        def on_connect(c: paho.Client, userdata: Any, flags: Any, reason: ReasonCode, props: Any = None) -> None:
+            aiomqtt_on_connect(c, userdata, flags, reason, props)
+            if not reason.is_failure and not link.up:
+                self._attach(link)
+
+        p.on_connect = on_connect
+        p.on_message = self._message_callback(link)
+        p.on_publish = lambda _c, _u, mid, _rc, _props: link.resolve(mid, None)
+        p.on_subscribe = lambda _c, _u, mid, codes, _props: link.resolve(mid, codes)
+        p.on_unsubscribe = lambda _c, _u, mid, _codes, _props: link.resolve(mid, None)
+        # Not used (we bypass aiomqtt's publish), but it would warn per call.
+        client.pending_calls_threshold = 1 << 30
+
+    def _message_callback(self, link: _Link) -> Callable[[paho.Client, Any, paho.MQTTMessage], None]:
+        # The hot path: one Delivery per message, no logging, locals bound once.
+        deliver = self._on_message
+        generation = link.generation
+        now = time.time
+        hub = self
+
+        def on_message(_c: paho.Client, _u: Any, m: paho.MQTTMessage) -> None:
+            if not hub._delivering:
+                return
+            try:
+                topic = m.topic
+            except UnicodeDecodeError:
+                # No rule can match a topic that is not UTF-8: drop it for good.
+                log.warning("hub %s: dropped a message whose topic is not UTF-8", hub.name)
+                if m.qos == 1:
+                    link.paho.ack(m.mid, 1)
+                return
+            try:
+                deliver(Delivery(topic, m.payload, m.qos, m.retain, m.mid, generation, now()))
+            except Exception:
+                log.exception("hub %s: on_message failed", hub.name)
+
+        return on_message
+
+    def _attach(self, link: _Link) -> None:
+        """CONNACK accepted: from here on, publish and ack use this link."""
+        link.up = True
+        _set_nodelay(link.paho.socket())
+        link.client._disconnected.add_done_callback(  # noqa: SLF001
+            lambda fut: self._detach(link, "connection lost", fut)
+        )
+        self._refused = []
+        self._link = link
+
+    def _detach(self, link: _Link, reason: str, lost: asyncio.Future[None] | None = None) -> None:
+        if self._link is link:
+            self._link = None
+            self._ready.clear()
+        if not link.closed.done():
+            cause = None if lost is None or lost.cancelled() else lost.exception()
+            link.closed.set_result(cause)
+        link.fail(f"hub {self.name}: {reason}")
+
+    def _new_client(self) -> aiomqtt.Client:
+        c = self._config
+        return aiomqtt.Client(
+            c.host,
+            c.port,
+            username=c.username,
+            password=c.password,
+            logger=log,
+            identifier=self._clientid,
+            clean_session=c.cleansession,
+            transport=_TRANSPORTS[c.scheme],  # type: ignore[arg-type]
+            timeout=OPERATION_TIMEOUT,
+            keepalive=max(0, round(c.keepalive)),
+            # Unbounded: a discarded unacked message would hold a broker slot.
+            max_queued_incoming_messages=None,
+            # 0 = no in-flight window: paho rescans its whole outgoing queue on
+            # every PUBACK when one is set (quadratic under a backlog).
+            max_inflight_messages=0,
+            tls_context=self._tls,
+            websocket_path=c.websocket_path if c.scheme in ("ws", "wss") else None,
+        )
+
+    def _where(self) -> str:
+        c = self._config
+        path = c.websocket_path if c.scheme in ("ws", "wss") else ""
+        return f"{c.scheme}://{c.host}:{c.port}{path}"
+
+
+def _tls_context(config: HubConfig) -> ssl.SSLContext:
+    """The client TLS context: the system CAs or ``ca``; mutual with cert and key."""
+    try:
+        ctx = ssl.create_default_context(cafile=str(config.ca) if config.ca else None)
+        if config.cert is not None:
+            ctx.load_cert_chain(config.cert, config.key)
+    except (OSError, ssl.SSLError) as exc:
+        raise HubError(f"hub TLS setup failed: {exc}") from exc
+    return ctx
+
+
+def _set_nodelay(sock: Any) -> None:
+    """Disable Nagle: with the broker's delayed ACKs a lone PUBACK waits ~40 ms."""
+    raw = getattr(sock, "_socket", sock)  # paho wraps websockets around the socket
+    if isinstance(raw, socket.socket):
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

@@ -1,0 +1,387 @@
+"""The hub connection against a real mosquitto: manual QoS 1 acks, reconnect, auth, TLS."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import aiomqtt
+import pytest
+
+from edgefn.manager.config import HubConfig
+from edgefn.manager.hub import Delivery, Hub, HubDisconnected, HubError
+from support.broker import MOSQUITTO, Mosquitto, wait_for_port
+
+WAIT = 10.0  # generous bound for anything that should take milliseconds
+
+
+def hub_config(broker: Mosquitto, **overrides: object) -> HubConfig:
+    fields: dict[str, object] = {
+        "address": broker.address, "host": "127.0.0.1", "port": broker.port, "interval": 1.0,
+    }
+    fields.update(overrides)
+    return HubConfig(**fields)  # type: ignore[arg-type]
+
+
+class Inbox:
+    """Collects deliveries; once ``acking`` is given a hub, acks each one as it arrives."""
+
+    def __init__(self) -> None:
+        self.deliveries: list[Delivery] = []
+        self.acking: Hub | None = None
+        self._changed = asyncio.Event()
+
+    def __call__(self, delivery: Delivery) -> None:
+        self.deliveries.append(delivery)
+        if self.acking is not None:
+            self.acking.ack(delivery)
+        self._changed.set()
+
+    @property
+    def payloads(self) -> list[bytes]:
+        return [d.payload for d in self.deliveries]
+
+    async def wait_for(self, count: int, timeout: float = WAIT) -> list[Delivery]:
+        async with asyncio.timeout(timeout):
+            while len(self.deliveries) < count:
+                self._changed.clear()
+                await self._changed.wait()
+        return self.deliveries
+
+
+async def publish(broker: Mosquitto, topic: str, *payloads: bytes, qos: int = 1) -> None:
+    async with aiomqtt.Client("127.0.0.1", broker.port) as client:
+        for payload in payloads:
+            await client.publish(topic, payload, qos=qos)
+
+
+async def ready_hub(hub: Hub, topic: str, qos: int = 1) -> Hub:
+    await hub.subscribe(topic, qos)
+    async with asyncio.timeout(WAIT):
+        await hub.wait_ready()
+    return hub
+
+
+def restart(broker: Mosquitto) -> Mosquitto:
+    """Stop mosquitto and start it again on the same port and config (a fresh session store)."""
+    broker.process.terminate()
+    broker.process.wait(timeout=5)
+    if broker.process.stderr:
+        broker.process.stderr.close()
+    process = subprocess.Popen(
+        [MOSQUITTO, "-c", str(broker.directory / "mosquitto.conf")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+    )
+    restarted = Mosquitto(broker.port, process, broker.directory)
+    try:
+        wait_for_port(broker.port)
+    except TimeoutError:
+        restarted.stop()
+        raise
+    return restarted
+
+
+@pytest.fixture
+def private() -> Iterator[Mosquitto]:
+    """A mosquitto of this test's own, to kill or stop at will."""
+    broker = Mosquitto.start()
+    try:
+        yield broker
+    finally:
+        os.kill(broker.process.pid, signal.SIGCONT) if broker.process.poll() is None else None
+        broker.stop()
+
+
+class Proxy:
+    """A TCP relay in front of a broker whose connections the test can cut."""
+
+    def __init__(self, target: int) -> None:
+        self.target = target
+        self.port = 0
+        self._writers: list[asyncio.StreamWriter] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> "Proxy":
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        self.cut()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def cut(self) -> None:
+        for writer in self._writers:
+            writer.transport.abort()
+        self._writers.clear()
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target)
+        self._writers += [writer, up_writer]
+        for src, dst in ((reader, up_writer), (up_reader, writer)):
+            task = asyncio.create_task(self._pipe(src, dst), name="proxy-pipe")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    @staticmethod
+    async def _pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+        try:
+            while data := await src.read(65536):
+                dst.write(data)
+                await dst.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            dst.transport.abort()
+
+
+@pytest.fixture
+async def proxy(mosquitto: Mosquitto) -> AsyncIterator[Proxy]:
+    async with Proxy(mosquitto.port) as relay:
+        yield relay
+
+
+async def wait_generation(hub: Hub, generation: int) -> None:
+    async with asyncio.timeout(WAIT):
+        while not (hub.connected and hub.generation >= generation):
+            await asyncio.sleep(0.02)
+        await hub.wait_ready()
+
+
+# -- QoS 1 at-least-once ---------------------------------------------------------
+
+
+async def test_unacked_qos1_message_is_redelivered_to_the_next_session(mosquitto: Mosquitto, topic: str) -> None:
+    config = hub_config(mosquitto)
+    first = Inbox()
+    async with Hub(config, f"{topic}-c", first) as hub:
+        await ready_hub(hub, topic)
+        await publish(mosquitto, topic, b"one")
+        [delivery] = await first.wait_for(1)
+        assert (delivery.topic, delivery.payload, delivery.qos) == (topic, b"one", 1)
+    again = Inbox()
+    async with Hub(config, f"{topic}-c", again) as hub:
+        [redelivered] = await again.wait_for(1)
+        assert redelivered.payload == b"one"
+        assert redelivered.generation == hub.generation
+
+
+async def test_acked_qos1_message_is_not_redelivered(mosquitto: Mosquitto, topic: str) -> None:
+    config = hub_config(mosquitto)
+    inbox = Inbox()
+    async with Hub(config, f"{topic}-c", inbox) as hub:
+        inbox.acking = hub
+        await ready_hub(hub, topic)
+        await publish(mosquitto, topic, b"one")
+        await inbox.wait_for(1)
+    later = Inbox()
+    async with Hub(config, f"{topic}-c", later) as hub:
+        await ready_hub(hub, topic)
+        await publish(mosquitto, topic, b"marker")
+        await later.wait_for(1)
+        assert later.payloads == [b"marker"]
+
+
+async def test_ack_after_a_reconnect_is_not_sent_on_the_new_connection(
+    mosquitto: Mosquitto, proxy: Proxy, topic: str
+) -> None:
+    config = hub_config(mosquitto, port=proxy.port)
+    inbox = Inbox()
+    async with Hub(config, f"{topic}-c", inbox) as hub:
+        await ready_hub(hub, topic)
+        await publish(mosquitto, topic, b"one")
+        [old] = await inbox.wait_for(1)
+        proxy.cut()
+        await wait_generation(hub, old.generation + 1)
+        [_, redelivered] = await inbox.wait_for(2)
+        assert redelivered.payload == b"one" and redelivered.generation > old.generation
+        hub.ack(old)  # stale: must be a no-op
+    third = Inbox()
+    async with Hub(config, f"{topic}-c", third) as hub:
+        [again] = await third.wait_for(1)
+        assert again.payload == b"one"
+
+
+async def test_after_stop_delivering_messages_are_neither_delivered_nor_acked(
+    mosquitto: Mosquitto, topic: str
+) -> None:
+    config = hub_config(mosquitto)
+    inbox = Inbox()
+    async with Hub(config, f"{topic}-c", inbox) as hub:
+        await ready_hub(hub, topic)
+        hub.stop_delivering()
+        await publish(mosquitto, topic, b"late")
+        await hub.publish(f"{topic}/flush", b"", 1)  # a round trip: "late" has reached us by now
+        assert inbox.deliveries == []
+    later = Inbox()
+    async with Hub(config, f"{topic}-c", later) as hub:
+        assert [d.payload for d in await later.wait_for(1)] == [b"late"]
+
+
+async def test_a_failing_on_message_does_not_break_the_connection(mosquitto: Mosquitto, topic: str) -> None:
+    seen: list[bytes] = []
+
+    def explode(delivery: Delivery) -> None:
+        seen.append(delivery.payload)
+        raise RuntimeError("router bug")
+
+    async with Hub(hub_config(mosquitto), f"{topic}-c", explode) as hub:
+        await ready_hub(hub, topic, qos=0)
+        generation = hub.generation
+        await publish(mosquitto, topic, b"a", b"b", qos=0)
+        async with asyncio.timeout(WAIT):
+            while len(seen) < 2:
+                await asyncio.sleep(0.01)
+        assert hub.connected and hub.generation == generation
+
+
+# -- publishing ------------------------------------------------------------------
+
+
+async def test_publish_qos1_waits_for_the_puback(private: Mosquitto, topic: str) -> None:
+    async with Hub(hub_config(private), f"{topic}-c", Inbox()) as hub:
+        await ready_hub(hub, topic)
+        await hub.publish(topic, b"fine", 1)
+        os.kill(private.process.pid, signal.SIGSTOP)  # the broker is alive but answers nothing
+        try:
+            with pytest.raises(HubError) as caught:
+                await hub.publish(topic, b"stalled", 1, timeout=0.3)
+            assert not isinstance(caught.value, HubDisconnected)
+            pending = asyncio.create_task(hub.publish(topic, b"later", 1, timeout=WAIT))
+            await asyncio.sleep(0.2)
+            assert not pending.done()
+        finally:
+            os.kill(private.process.pid, signal.SIGCONT)
+        await pending
+
+
+async def test_publish_fails_promptly_when_the_broker_dies(private: Mosquitto, topic: str) -> None:
+    async with Hub(hub_config(private), f"{topic}-c", Inbox()) as hub:
+        await ready_hub(hub, topic)
+        os.kill(private.process.pid, signal.SIGSTOP)
+        pending = asyncio.create_task(hub.publish(topic, b"doomed", 1, timeout=30))
+        await asyncio.sleep(0.1)
+        private.process.kill()
+        started = time.monotonic()
+        with pytest.raises(HubDisconnected):
+            await pending
+        assert time.monotonic() - started < 3
+        assert not hub.connected
+        with pytest.raises(HubDisconnected):
+            await hub.publish(topic, b"while down", 1)
+
+
+async def test_publish_qos0_returns_once_written(mosquitto: Mosquitto, topic: str) -> None:
+    inbox = Inbox()
+    async with Hub(hub_config(mosquitto), f"{topic}-c", inbox) as hub:
+        await ready_hub(hub, topic, qos=0)
+        await hub.publish(topic, b"zero", 0)
+        [delivery] = await inbox.wait_for(1)
+        assert (delivery.payload, delivery.qos) == (b"zero", 0)
+        hub.ack(delivery)  # a no-op for QoS 0
+
+
+async def test_bad_topics_and_qos_are_hub_errors(mosquitto: Mosquitto, topic: str) -> None:
+    async with Hub(hub_config(mosquitto), f"{topic}-c", Inbox()) as hub:
+        await ready_hub(hub, topic)
+        with pytest.raises(HubError, match="cannot publish"):
+            await hub.publish(f"{topic}/+", b"x", 1)
+        with pytest.raises(HubError, match="QoS"):
+            await hub.subscribe(topic, 2)
+        with pytest.raises(HubError, match="cannot subscribe"):
+            await hub.subscribe(f"{topic}/#/x", 1)
+        await hub.publish(topic, b"still fine", 1)
+
+
+def test_an_unknown_scheme_is_refused() -> None:
+    with pytest.raises(HubError, match="scheme"):
+        Hub(HubConfig(scheme="mqtts"), "c", Inbox())
+
+
+async def test_publish_before_connecting_raises_hub_disconnected(topic: str) -> None:
+    hub = Hub(HubConfig(port=1), f"{topic}-c", Inbox())
+    with pytest.raises(HubDisconnected):
+        await hub.publish(topic, b"x", 1)
+
+
+# -- reconnection ----------------------------------------------------------------
+
+
+async def test_reconnects_and_resubscribes_after_the_broker_restarts(private: Mosquitto, topic: str) -> None:
+    inbox = Inbox()
+    async with Hub(hub_config(private), f"{topic}-c", inbox) as hub:
+        inbox.acking = hub
+        await ready_hub(hub, topic)
+        generation = hub.generation
+        restarted = restart(private)  # persistence off: the broker forgot the subscription
+        private.process = restarted.process
+        await wait_generation(hub, generation + 1)
+        await publish(private, topic, b"after restart")
+        assert [d.payload for d in await inbox.wait_for(1)] == [b"after restart"]
+
+
+async def test_subscribe_while_disconnected_is_applied_on_connect(private: Mosquitto, topic: str) -> None:
+    private.process.terminate()
+    private.process.wait(timeout=5)
+    inbox = Inbox()
+    async with Hub(hub_config(private, interval=0.5), f"{topic}-c", inbox) as hub:
+        async with asyncio.timeout(1):
+            await hub.subscribe(topic, 0)  # returns at once: remembered for the connection
+        async with asyncio.timeout(WAIT):
+            while hub.last_error is None:
+                await asyncio.sleep(0.02)
+        assert not hub.connected and "cannot connect" in str(hub.last_error)
+        private.process = restart(private).process
+        async with asyncio.timeout(WAIT):
+            await hub.wait_ready()
+        await publish(private, topic, b"hello", qos=0)
+        assert [d.payload for d in await inbox.wait_for(1)] == [b"hello"]
+
+
+async def test_unsubscribe_stops_deliveries(mosquitto: Mosquitto, topic: str) -> None:
+    inbox = Inbox()
+    async with Hub(hub_config(mosquitto), f"{topic}-c", inbox) as hub:
+        await ready_hub(hub, f"{topic}/a", qos=0)
+        await hub.subscribe(f"{topic}/b", 0)
+        await hub.unsubscribe(f"{topic}/a")
+        await publish(mosquitto, f"{topic}/a", b"gone", qos=0)
+        await publish(mosquitto, f"{topic}/b", b"kept", qos=0)
+        assert [d.payload for d in await inbox.wait_for(1)] == [b"kept"]
+
+
+# -- throughput ------------------------------------------------------------------
+
+
+async def test_5000_qos1_messages_round_trip_without_loss(mosquitto: Mosquitto, topic: str) -> None:
+    count = 5000
+    got: set[bytes] = set()
+    done = asyncio.Event()
+    hub: Hub
+
+    def on_message(delivery: Delivery) -> None:
+        got.add(delivery.payload)
+        hub.ack(delivery)
+        if len(got) == count:
+            done.set()
+
+    hub = Hub(hub_config(mosquitto), f"{topic}-c", on_message)
+    async with hub:
+        await ready_hub(hub, topic)
+        started = time.perf_counter()
+        await asyncio.gather(*(hub.publish(topic, b"%d" % i, 1) for i in range(count)))
+        async with asyncio.timeout(30):
+            await done.wait()
+        elapsed = time.perf_counter() - started
+    assert got == {b"%d" % i for i in range(count)}
+    logging.getLogger("test").warning("5000 QoS 1 round trips: %.0f msg/s", count / elapsed)
