@@ -1,0 +1,3 @@
+const missing = require('not-installed-anywhere');
+
+exports.handler = () => missing();

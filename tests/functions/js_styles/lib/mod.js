@@ -1,0 +1,1 @@
+exports.handler = (event) => ({ from: 'lib/mod' });

@@ -1,0 +1,4 @@
+exports.handler = (event) => {
+  const x = ;
+  return x;
+};

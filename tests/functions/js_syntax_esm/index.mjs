@@ -1,0 +1,4 @@
+export const handler = (event) => {
+  return event
+};
+const broken = {;

@@ -1,0 +1,7 @@
+const config = loadConfig();
+
+function loadConfig() {
+  throw new Error('config.json is missing');
+}
+
+exports.handler = () => config;
