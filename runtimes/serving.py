@@ -1,0 +1,448 @@
+"""What every Python-hosted runtime shares: the runtime instance protocol.
+
+A runtime (python, sql) supplies one thing, a ``load`` function that turns its
+options into an :data:`Invoke`; this module does the rest of
+docs/architecture.md's "runtime instance protocol": options from flags and the
+environment, the handshake line, fd 1 pointed at fd 2, the parent-pipe watch,
+the gRPC server (``Call`` and ``Talk``), the message size limit, and draining on
+SIGTERM/SIGINT.
+
+Public API::
+
+    Invoke = Callable[[FunctionMessage], Awaitable[bytes]]
+    Load = Callable[[RuntimeOptions], tuple[Invoke, bool]]
+    parse_options(argv, runtime, env=os.environ) -> RuntimeOptions   # SystemExit(2) on bad usage
+    parse_address(address) -> str                                    # ValueError when malformed
+    serve(options, load) -> int                                      # the process's exit status
+    run(argv, runtime, load) -> int                                  # parse_options + serve
+
+An ``Invoke`` returns the result payload (``b""``: nothing to publish) or raises
+a :class:`~edgefn.runtimes.faults.Fault`. It is called in arrival order; when it
+returns a future (rather than a coroutine) the work must already be queued. The
+``bool`` from ``load`` says whether calls may overlap: a non-concurrent Invoke
+runs its calls one at a time in the order it was called (e.g. on one worker
+thread); it is reported in the handshake as ``"concurrent"`` so the manager can
+size the instance's concurrency.
+
+Cold start matters (the manager spawns instances on demand), so this module
+imports only what serving needs: no yaml, no logging setup, no manager code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+import threading
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import grpc
+import grpc.aio
+import orjson
+
+from edgefn.runtimes.faults import MESSAGE_TOO_LARGE, UNAVAILABLE_FAULT, UNKNOWN_FAULT, Fault
+from edgefn.wire.function_pb2 import FunctionMessage
+
+Invoke = Callable[[FunctionMessage], Awaitable[bytes]]
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_LOAD = 3
+
+DEFAULT_MESSAGE_MAX = 4 * 1024 * 1024
+# Room for a message's other fields (topic, names, ids) above the payload limit.
+ENVELOPE_ROOM = 64 * 1024
+# The runtime finishes every call in flight however long it takes: deadlines are
+# the manager's (it kills an instance that outlives its shutdown timeout), and a
+# second signal forces the exit. grpc wants a number, so "forever" is a day.
+DRAIN_GRACE = 86400.0
+
+METHODS = ("Call", "Talk")
+_SERVICE = "baetyl.Function"
+_SIZES = {"b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+_STATUS = {code.value[0]: code for code in grpc.StatusCode}
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    """One runtime instance's settings, validated by :func:`parse_options`.
+
+    ``address`` is a gRPC bind target ("" in check mode); ``watch_parent`` is
+    ``EDGEFN_PARENT_PIPE=1``: stdin is a pipe whose EOF means the manager is gone.
+    """
+
+    address: str
+    name: str
+    handler: str
+    codedir: str
+    message_max: int
+    check: bool = False
+    watch_parent: bool = False
+
+    def __post_init__(self) -> None:
+        if self.message_max <= 0:
+            raise ValueError(f"message_max must be positive, not {self.message_max}")
+        if not self.check and not self.address:
+            raise ValueError("an address is needed unless checking")
+
+
+Load = Callable[[RuntimeOptions], tuple[Invoke, bool]]
+
+
+def parse_address(address: str) -> str:
+    """Return the gRPC bind target for an instance address, or raise ValueError.
+
+    Accepts ``unix:///abs/path.sock``, ``unix:rel/path.sock``, ``host:port`` and
+    ``tcp://host:port`` (grpc takes all but the last as they are).
+    """
+    if address.startswith("unix:"):
+        path = address[len("unix:") :]
+        if path.startswith("//"):
+            path = path[2:]
+            if not path.startswith("/"):
+                raise ValueError(f"bad address {address!r}: unix:// needs an absolute path (unix:///abs/path.sock)")
+        if not path or path.endswith("/"):
+            raise ValueError(f"bad address {address!r}: no socket file named")
+        return address
+    target = address[len("tcp://") :] if address.startswith("tcp://") else address
+    host, sep, port = target.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ValueError(
+            f"bad address {address!r}: expected unix:///abs/path.sock, unix:rel/path.sock, host:port or tcp://host:port"
+        )
+    return target
+
+
+def parse_size(text: str) -> int:
+    """Parse a byte size: a bare number of bytes, or with a b/k/m/g suffix (1024-based)."""
+    value = text.strip().lower()
+    unit = _SIZES.get(value[-1:], 0)
+    number = value[:-1] if unit else value
+    try:
+        size = int(float(number) * (unit or 1))
+    except ValueError:
+        raise ValueError(f"bad size {text!r}: expected bytes, or a number with b/k/m/g") from None
+    if size <= 0:
+        raise ValueError(f"bad size {text!r}: must be positive")
+    return size
+
+
+def parse_options(argv: Sequence[str], runtime: str, env: Mapping[str, str] = os.environ) -> RuntimeOptions:
+    """Build a runtime's options: flags win over ``EDGEFN_*``, then ``BAETYL_SERVICE_INSTANCE_ADDRESS``.
+
+    Bad usage prints a message and raises ``SystemExit(2)`` (argparse's way).
+    """
+    parser = argparse.ArgumentParser(
+        prog=f"edgefn runtime {runtime}",
+        description=f"Serve one {runtime} function as baetyl.Function over gRPC (an edgefn runtime instance).",
+    )
+    address = env.get("EDGEFN_INSTANCE_ADDRESS") or env.get("BAETYL_SERVICE_INSTANCE_ADDRESS") or ""
+    parser.add_argument("--address", default=address, help="unix:///abs.sock, unix:rel.sock, host:port, tcp://host:port")
+    parser.add_argument("--name", default=env.get("EDGEFN_FUNCTION_NAME", ""), help="the function's name")
+    parser.add_argument(
+        "--handler",
+        default=env.get("EDGEFN_FUNCTION_HANDLER", ""),
+        help="module.attribute (python, node); the SQL statement (sql)",
+    )
+    parser.add_argument("--codedir", default=env.get("EDGEFN_FUNCTION_CODEDIR", "."), help="the function's folder")
+    parser.add_argument(
+        "--message-max",
+        default=env.get("EDGEFN_MESSAGE_MAX", str(DEFAULT_MESSAGE_MAX)),
+        help="largest payload in or out, bytes or with b/k/m/g (default 4m)",
+    )
+    parser.add_argument("--check", action="store_true", help="load the handler, print the handshake, exit 0 or 3")
+    args = parser.parse_args(list(argv))
+    if not args.handler:
+        parser.error("no handler: pass --handler or set EDGEFN_FUNCTION_HANDLER")
+    try:
+        message_max = parse_size(args.message_max)
+        target = parse_address(args.address) if args.address else ""
+        return RuntimeOptions(
+            address=target,
+            name=args.name,
+            handler=args.handler,
+            codedir=args.codedir,
+            message_max=message_max,
+            check=args.check,
+            watch_parent=env.get("EDGEFN_PARENT_PIPE") == "1",
+        )
+    except ValueError as exc:
+        parser.error(str(exc))
+        raise  # parser.error never returns; this keeps type checkers content
+
+
+def run(argv: Sequence[str], runtime: str, load: Load) -> int:
+    """``edgefn runtime <runtime> ARGV``: parse the options, serve, return the exit status."""
+    try:
+        options = parse_options(argv, runtime)
+    except SystemExit as exc:  # --help (0) or bad usage (2): a status, not an exception, for callers
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    return serve(options, load)
+
+
+def serve(options: RuntimeOptions, load: Load) -> int:
+    """Load the function, serve it until SIGTERM/SIGINT (or check it), return the exit status.
+
+    0: served and drained, or checked; 1: could not listen; 3: the handler did
+    not load (the handshake says why). Takes over this process's fd 1.
+    """
+    if options.watch_parent and not options.check:
+        _watch_parent()
+    handshake = _Handshake(options)
+    try:
+        invoke, concurrent = load(options)
+    except Fault as fault:
+        handshake.failed(fault)
+        return EXIT_LOAD
+    if options.check:
+        handshake.ready(concurrent, "")
+        return EXIT_OK
+    return asyncio.run(_serve(options, invoke, concurrent, handshake))
+
+
+class _Handshake:
+    """The one JSON line a runtime owes its parent on stdout.
+
+    Taken at start, so anything the user's module prints while it imports
+    already goes to stderr and cannot be mistaken for the handshake.
+    """
+
+    def __init__(self, options: RuntimeOptions) -> None:
+        self._options = options
+        sys.stdout.flush()
+        self._fd = os.dup(1)
+        os.dup2(2, 1)
+        # -I ignores PYTHONUNBUFFERED: make prints reach the manager's log line by line.
+        if isinstance(sys.stdout, type(sys.stderr)) and hasattr(sys.stdout, "reconfigure"):
+            sys.stdout.reconfigure(line_buffering=True)
+
+    def ready(self, concurrent: bool, address: str) -> None:
+        line: dict[str, object] = {"ready": True, "pid": os.getpid(), "methods": list(METHODS)}
+        line["concurrent"] = concurrent
+        if address:
+            line["address"] = address
+        self._write(line)
+
+    def failed(self, fault: Fault) -> None:
+        self._write({"ready": False, **fault.to_dict()})
+        what = f"handler {self._options.handler!r} in {self._options.codedir!r}"
+        stack = "".join(f"\n  {frame}" for frame in fault.stack)
+        sys.stderr.write(f"edgefn runtime: cannot serve {what}: {fault.error_type}: {fault.message}{stack}\n")
+        sys.stderr.flush()
+
+    def _write(self, line: dict[str, object]) -> None:
+        data = orjson.dumps(line) + b"\n"
+        try:
+            while data:
+                data = data[os.write(self._fd, data) :]
+        except BrokenPipeError:
+            pass  # nobody reads stdout: the handshake is for a parent that may not exist
+        finally:
+            os.close(self._fd)
+
+
+def _watch_parent() -> None:
+    """Exit at once when stdin (a pipe the manager holds open) reaches EOF.
+
+    A thread rather than the event loop: it must fire even while the loop is
+    busy or the handler is still importing.
+    """
+
+    def watch() -> None:
+        try:
+            while os.read(0, 65536):
+                pass
+        except OSError:
+            pass
+        os._exit(EXIT_OK)
+
+    threading.Thread(target=watch, name="edgefn-parent-watch", daemon=True).start()
+
+
+async def _serve(options: RuntimeOptions, invoke: Invoke, concurrent: bool, handshake: _Handshake) -> int:
+    stopping = _catch_signals()
+    service = _Service(invoke, options)
+    limit = options.message_max + ENVELOPE_ROOM
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_send_message_length", limit),
+            ("grpc.max_receive_message_length", limit),
+            # Two instances must never share a port silently.
+            ("grpc.so_reuseport", 0),
+        ]
+    )
+    service.register(server)
+    try:
+        port = server.add_insecure_port(options.address)
+    except RuntimeError as exc:
+        handshake.failed(Fault(UNAVAILABLE_FAULT, f"cannot listen on {options.address!r}: {exc}"))
+        return EXIT_FAILED
+    await server.start()
+    handshake.ready(concurrent, _bound(options.address, port))
+    await stopping.wait()
+    # One line for the manager's log (and for tests: the drain has begun).
+    sys.stderr.write(f"edgefn runtime: stopping, finishing calls in flight (pid {os.getpid()})\n")
+    sys.stderr.flush()
+    service.stop_reading()
+    await server.stop(DRAIN_GRACE)
+    return EXIT_OK
+
+
+def _catch_signals() -> asyncio.Event:
+    """The first SIGTERM/SIGINT sets the returned event (drain); a second one exits at once."""
+    stopping = asyncio.Event()
+
+    def on_signal() -> None:
+        if stopping.is_set():
+            os._exit(EXIT_FAILED)
+        stopping.set()
+
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal)
+    return stopping
+
+
+def _bound(target: str, port: int) -> str:
+    """The address actually listened on (a tcp port 0 becomes the chosen port)."""
+    if target.startswith("unix:"):
+        return target
+    return f"{target.rpartition(':')[0]}:{port}"
+
+
+def _as_fault(exc: BaseException) -> Fault:
+    if isinstance(exc, Fault):
+        return exc
+    # Not the user's error (theirs are Faults already): a runtime bug, answered, not fatal.
+    return Fault(UNKNOWN_FAULT, f"the runtime failed: {type(exc).__name__}: {exc}")
+
+
+class _Service:
+    """``baetyl.Function``: Call and Talk over one Invoke."""
+
+    def __init__(self, invoke: Invoke, options: RuntimeOptions) -> None:
+        self._invoke = invoke
+        self._max = options.message_max
+        self._readers: set[asyncio.Task[None]] = set()
+        self._closing = False
+
+    def register(self, server: grpc.aio.Server) -> None:
+        handlers = {
+            "Call": grpc.unary_unary_rpc_method_handler(
+                self.call,
+                request_deserializer=FunctionMessage.FromString,
+                response_serializer=FunctionMessage.SerializeToString,
+            ),
+            "Talk": grpc.stream_stream_rpc_method_handler(
+                self.talk,
+                request_deserializer=FunctionMessage.FromString,
+                response_serializer=FunctionMessage.SerializeToString,
+            ),
+        }
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(_SERVICE, handlers),))
+        server.add_registered_method_handlers(_SERVICE, handlers)
+
+    def stop_reading(self) -> None:
+        """Take no more calls from open Talk streams; those in flight are still answered."""
+        self._closing = True
+        for reader in list(self._readers):
+            reader.cancel()
+
+    def _too_large(self, size: int) -> Fault:
+        return Fault(MESSAGE_TOO_LARGE, f"the result is {size} bytes, above the {self._max} byte limit")
+
+    async def call(self, request: FunctionMessage, context: grpc.aio.ServicerContext) -> FunctionMessage:
+        """Unary Call: the reply is the request with its Payload replaced by the result."""
+        try:
+            payload = await self._invoke(request)
+            if len(payload) > self._max:
+                raise self._too_large(len(payload))
+        except Exception as exc:
+            fault = _as_fault(exc)
+            await context.abort(_STATUS[fault.code], fault.details())
+        request.Payload = payload
+        return request
+
+    async def talk(self, requests: object, context: grpc.aio.ServicerContext) -> None:
+        """Talk: answer each request by Sequence, in any order, until the client half-closes."""
+        stream = _Stream(self, context)
+        reader = asyncio.create_task(stream.read(), name="edgefn-talk-reader")
+        self._readers.add(reader)
+        if self._closing:
+            reader.cancel()
+        try:
+            await stream.write()
+            await reader  # surfaces a failed read as the stream's status
+        except asyncio.CancelledError:
+            reader.cancel()
+            stream.abandon()
+            raise
+        finally:
+            self._readers.discard(reader)
+
+
+_END = FunctionMessage()  # a sentinel: every answer is written, the stream may end
+
+
+class _Stream:
+    """One Talk stream: a reader that starts calls, answers queued as they finish, one writer."""
+
+    def __init__(self, service: _Service, context: grpc.aio.ServicerContext) -> None:
+        self._service = service
+        self._context = context
+        self._answers: asyncio.Queue[FunctionMessage] = asyncio.Queue()
+        self._pending: set[asyncio.Future[bytes]] = set()
+        self._reading = True
+
+    async def read(self) -> None:
+        invoke = self._service._invoke
+        try:
+            while True:
+                request = await self._context.read()
+                if request is grpc.aio.EOF:
+                    return
+                started = invoke(request)
+                # A runtime's Invoke returns a queued future (sync handlers) or a
+                # coroutine (async ones), which becomes a task of this stream.
+                future = started if asyncio.isfuture(started) else asyncio.create_task(started, name="edgefn-call")  # type: ignore[arg-type]
+                self._pending.add(future)
+                future.add_done_callback(lambda done, request=request: self._answer(request, done))
+        finally:
+            self._reading = False
+            if not self._pending:
+                self._answers.put_nowait(_END)
+
+    def _answer(self, request: FunctionMessage, done: asyncio.Future[bytes]) -> None:
+        self._pending.discard(done)
+        if done.cancelled():
+            return  # the stream is gone: nobody to answer
+        exc = done.exception()
+        if exc is None:
+            payload = done.result()
+            if len(payload) <= self._service._max:
+                request.Payload = payload
+                self._answers.put_nowait(request)
+            else:
+                exc = self._service._too_large(len(payload))
+        if exc is not None:
+            fault = _as_fault(exc)
+            request.Payload = b""
+            request.Code = fault.code
+            request.Error = fault.details()
+            self._answers.put_nowait(request)
+        if not self._reading and not self._pending:
+            self._answers.put_nowait(_END)
+
+    async def write(self) -> None:
+        answers, write = self._answers, self._context.write
+        while (answer := await answers.get()) is not _END:
+            await write(answer)
+
+    def abandon(self) -> None:
+        """The client went away: stop the async calls nobody can be answered about."""
+        for future in list(self._pending):
+            future.cancel()

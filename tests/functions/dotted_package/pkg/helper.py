@@ -1,0 +1,2 @@
+def greet(event):
+    return f"hello {event['name']}"

@@ -1,0 +1,5 @@
+from .helper import greet
+
+
+def handler(event, context):
+    return greet(event)

@@ -1,0 +1,2 @@
+def explode(event):
+    raise ValueError(f"bad input: {event!r}")

@@ -1,0 +1,5 @@
+from helper import explode
+
+
+def handler(event, context):
+    return explode(event)

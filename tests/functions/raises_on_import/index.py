@@ -1,0 +1,9 @@
+def setup():
+    raise RuntimeError("config file missing")
+
+
+setup()
+
+
+def handler(event, context):
+    return event

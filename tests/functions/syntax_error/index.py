@@ -1,0 +1,5 @@
+"""A handler with a syntax error on line 4."""
+
+
+def handler(event, context)
+    return event
