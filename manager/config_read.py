@@ -16,7 +16,7 @@ from typing import TypeVar
 
 import yaml
 
-from .addresses import parse_hub_address, parse_server_address
+from .addresses import DEFAULT_WEBSOCKET_PATH, HubAddress, parse_hub_address, parse_server_address
 from .config import (
     RUNTIMES, Config, FrozenEnv, FunctionConfig, HubConfig, InstanceConfig, LoggerConfig,
     RuleConfig, ServerConfig, ShutdownConfig, TopicConfig,
@@ -79,21 +79,20 @@ def _hub(hub: Section | None) -> HubConfig:
     address = (address_value.string(empty_ok=True) if address_value else None) or None
     embedded = hub.section("embedded", ("port",), example="{port: 1883}")
     port = _get(embedded, "port", lambda value: value.integer(1, 65535), 1883)
-    where: dict[str, object] = {"scheme": "tcp", "host": "127.0.0.1", "port": port}
+    where: HubAddress | None = HubAddress("tcp", "127.0.0.1", port, DEFAULT_WEBSOCKET_PATH)
     if address is not None and address_value is not None:
-        try:
-            parsed = parse_hub_address(address)
-            where = {"scheme": parsed.scheme, "host": parsed.host, "port": parsed.port,
-                     "websocket_path": parsed.websocket_path}
-        except ValueError as exc:
-            address_value.error(str(exc))
-            where = {}
+        where = _hub_address(address_value, address)
         if embedded is not None:
             embedded.value.error("an embedded broker starts only without hub.address; "
                                  "remove one of the two")
-    _check_hub_tls(hub, address, str(where.get("scheme", "")))
+    _check_hub_tls(hub, address, where.scheme if where else None)
+    where = where or HubAddress("tcp", "127.0.0.1", port, DEFAULT_WEBSOCKET_PATH)
     return HubConfig(
         address=address,
+        scheme=where.scheme,
+        host=where.host,
+        port=where.port,
+        websocket_path=where.websocket_path,
         username=_get(hub, "username", _optional_text, None),
         password=_get(hub, "password", _optional_text, None),
         ca=_get(hub, "ca", _file, None),
@@ -104,11 +103,19 @@ def _hub(hub: Section | None) -> HubConfig:
         cleansession=_get(hub, "cleansession", Value.boolean, False),
         interval=_get(hub, "interval", Value.duration, 60.0),
         embedded_port=port,
-        **where,  # type: ignore[arg-type]
     )
 
 
-def _check_hub_tls(hub: Section, address: str | None, scheme: str) -> None:
+def _hub_address(value: Value, address: str) -> HubAddress | None:
+    try:
+        return parse_hub_address(address)
+    except ValueError as exc:
+        value.error(str(exc))
+        return None
+
+
+def _check_hub_tls(hub: Section, address: str | None, scheme: str | None) -> None:
+    """TLS files need a TLS address (scheme None: the address is wrong and already reported)."""
     present = [value for key in ("ca", "cert", "key") if (value := hub.get(key)) is not None]
     if present and (address is None or scheme in ("tcp", "ws")):
         present[0].error("TLS files need an ssl:// or wss:// hub.address")
@@ -117,8 +124,9 @@ def _check_hub_tls(hub: Section, address: str | None, scheme: str) -> None:
 
 def _check_pair(section: Section) -> None:
     cert, key = section.get("cert"), section.get("key")
-    if (cert is None) != (key is None):
-        (cert or key).error("cert and key go together: set both or neither")  # type: ignore[union-attr]
+    lone = cert if key is None else key if cert is None else None
+    if lone is not None:
+        lone.error("cert and key go together: set both or neither")
 
 
 def _keepalive(value: Value) -> float | None:
@@ -186,10 +194,12 @@ def _function_name(rule: Section, declared: Mapping[str, Value]) -> str | None:
     value = rule.require("function", "a mapping like {name: sayhi}")
     function = value.section(("name",), example="{name: sayhi}") if value is not None else None
     name_value = function.require("name", "the name of a function in functions") if function else None
-    name = name_value.string() if name_value is not None else None
+    if name_value is None:
+        return None
+    name = name_value.string()
     if name is not None and name not in declared:
         known = ", ".join(declared) or "none"
-        name_value.error(f"no function named {name!r} in functions (defined: {known})")  # type: ignore[union-attr]
+        name_value.error(f"no function named {name!r} in functions (defined: {known})")
         return None
     return name
 
@@ -199,12 +209,13 @@ def _topic(rule: Section, key: str, what: str, required: bool) -> TopicConfig | 
     section = value.section(("topic", "qos"), example=_TOPIC_EXAMPLE) if value is not None else None
     if section is None:
         return None
+    qos = _get(section, "qos", _qos, 0)
     topic_value = section.require("topic", what)
     topic = topic_value.string() if topic_value is not None else None
-    if topic is not None and (problem := _topic_problem(topic, filter=key == "subscribe")):
-        topic_value.error(problem)  # type: ignore[union-attr]
-        topic = None
-    qos = _get(section, "qos", _qos, 0)
+    if topic_value is not None and topic is not None:
+        if problem := _topic_problem(topic, filter=key == "subscribe"):
+            topic_value.error(problem)
+            topic = None
     return None if topic is None else TopicConfig(topic, qos)
 
 
@@ -212,7 +223,7 @@ def _topic_problem(topic: str, filter: bool) -> str | None:
     """What is wrong with an MQTT topic (a filter when ``filter``), or None."""
     if len(topic.encode()) > 65535:
         return "is longer than 65535 bytes, the most MQTT allows"
-    if "\\0" in topic:
+    if "\0" in topic:
         return "must not contain a NUL character"
     if not filter:
         if "+" in topic or "#" in topic:
@@ -246,7 +257,7 @@ _INSTANCE_KEYS = ("min", "max", "concurrency", "idletime", "evicttime", "timeout
                   "starttimeout", "memory", "message", "backoff")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_NODE_HANDLER = re.compile(r"[^\\s/][^\\s]*\\.[A-Za-z_$][\\w$]*")
+_NODE_HANDLER = re.compile(r"[^\s/][^\s]*\.[A-Za-z_$][\w$]*")
 # MQTT's largest payload; gRPC limits are set from it, so it must fit an int32 too.
 _MESSAGE_MAX = 268_435_455
 _MEMORY_MIN = 1024 * 1024

@@ -245,10 +245,12 @@ class Section:
     """A mapping of known keys; unknown keys are reported when it is opened.
 
     Keys listed in ``baetyl_only`` (key → why it is ignored) only warn, so a
-    Baetyl config loads. A key whose value is null counts as absent.
+    Baetyl config loads; no ``keys`` at all means any name goes (``env``). A key
+    whose value is null counts as absent.
     """
 
     def __init__(self, value: Value, keys: tuple[str, ...], baetyl_only: Mapping[str, str]) -> None:
+        assert isinstance(value.node, yaml.MappingNode), "Value.section checks the node's kind"
         self.value = value
         self.entries: dict[str, Value] = {}
         self._read(value.node, keys, baetyl_only)
@@ -271,9 +273,6 @@ class Section:
                 doc.error(path, key_node, _unknown(key, keys))
             else:
                 self.entries[key] = Value(doc, value_node, path)
-
-    def keys(self) -> list[str]:
-        return list(self.entries)
 
     def get(self, key: str) -> Value | None:
         """The value of ``key``, or None if it is absent or null."""
