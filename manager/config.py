@@ -6,7 +6,16 @@ returns a :class:`Config` every other module can trust or raises
 :class:`ConfigError` listing every problem at once, each with its YAML path and
 line. Baetyl-only keys load with a warning (``Config.warnings``; the caller logs
 them). A config with functions but no rules is valid: its functions are still
-callable through the gRPC server and ``edgefn call``.
+callable through the gRPC server and ``edgefn call``; at least one function is
+required.
+
+``${NAME}`` and ``${NAME:-default}`` (default when unset or empty) expand inside
+scalar values after parsing, so a value never adds YAML structure; ``$$`` is a
+literal ``$``, and any other ``$`` stays as written (``$SYS/#`` needs no escape).
+An unset variable without a default is a problem naming it.
+
+What this module does not check: that a handler imports or that a SQL statement
+compiles. ``edgefn check`` does both, and the SQL engine at load.
 """
 
 from __future__ import annotations
