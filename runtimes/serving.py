@@ -376,13 +376,14 @@ class _Service:
             reader.cancel()
         try:
             await stream.write()
-            await reader  # surfaces a failed read as the stream's status
-        except asyncio.CancelledError:
+        except asyncio.CancelledError:  # the client went away
             reader.cancel()
             stream.abandon()
             raise
         finally:
             self._readers.discard(reader)
+        if not reader.cancelled():  # cancelled: a drain, and the stream ends well
+            await reader  # done by now; surfaces a failed read as the stream's status
 
 
 _END = FunctionMessage()  # a sentinel: every answer is written, the stream may end
