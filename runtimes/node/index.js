@@ -6,55 +6,70 @@
  *   node runtimes/node/index.js --address unix:///tmp/x.sock --codedir DIR \
  *        --handler index.handler [--name NAME] [--message-max BYTES] [--check]
  *
- * Exit status: 0 after a drain (SIGTERM), the parent's EOF or a passed
- * --check; 2 for a bad command line; 3 when the handler cannot be loaded;
- * 1 when the address cannot be served.
+ * Exit status: 0 after a drain (SIGTERM/SIGINT), the parent's EOF or a passed
+ * --check; 1 when the address cannot be served (or a second signal cut the
+ * drain short); 2 for a bad command line; 3 when the handler cannot be loaded.
  */
 
-// Before anything can print: stdout belongs to the handshake line. Whatever
-// the handler (or a module it loads) writes there, console.log included,
-// lands on stderr, which the manager relays into its log.
-Object.defineProperty(process, 'stdout', {
-  configurable: true,
-  enumerable: true,
-  get: () => process.stderr,
-});
-
 const fs = require('fs');
-const { Fault, IMPORT_MODULE_ERROR } = require('./faults');
-const { loadHandler } = require('./loader');
-const { parseOptions, UsageError, USAGE } = require('./options');
+const { isAsyncFunction } = require('util').types;
 
 const STDOUT_FD = 1;
 const METHODS = ['Call', 'Talk'];
+const EXIT_OK = 0;
+const EXIT_FAILED = 1;
 const EXIT_USAGE = 2;
 const EXIT_LOAD = 3;
-const EXIT_LISTEN = 1;
-
-function log(level, message) {
-  process.stderr.write(`${level} edgefn-node[${process.pid}]: ${message}\n`);
-}
-
-/** Writes the one handshake line on the real stdout (fd 1). */
-function handshake(fields) {
-  fs.writeSync(STDOUT_FD, JSON.stringify(fields) + '\n');
-}
 
 /**
- * Points fd 1 at what fd 2 is (a dup2 done with close/open: the lowest free
- * descriptor is reused), so child processes of the handler also write to
- * stderr. /dev/null when stderr cannot be reopened (a socket), so fd 1 is
- * never left free for an unrelated file or socket to take.
+ * Takes stdout for the handshake line before any user code runs: fd 1 is
+ * reopened as a descriptor kept for the handshake, then fd 1 is pointed at
+ * what fd 2 is (a dup2 done with close/open, which reuses the lowest free
+ * descriptor). So console.log, process.stdout and the handler's child
+ * processes all land on stderr, which the manager relays into its log.
+ * (Reopening makes a second description of stderr: for a pipe that is all
+ * the same; a file stderr should be opened with O_APPEND, or the two
+ * descriptions write over each other.)
+ * @returns {number} the descriptor the handshake line is written to
  */
-function pointStdoutAtStderr() {
+function takeStdout() {
+  // process.stdout is created lazily: before it ever is, make it stderr's stream.
+  Object.defineProperty(process, 'stdout', { configurable: true, enumerable: true, get: () => process.stderr });
+  let saved;
+  try {
+    saved = fs.openSync('/proc/self/fd/1', 'a');
+  } catch {
+    return STDOUT_FD; // a socket, or closed: the handshake goes to fd 1 as it is
+  }
   fs.closeSync(STDOUT_FD);
   let fd;
   try {
     fd = fs.openSync('/proc/self/fd/2', 'a');
   } catch {
-    fd = fs.openSync('/dev/null', 'a');
+    fd = fs.openSync('/dev/null', 'a'); // never leave fd 1 free for an unrelated file to take
   }
-  if (fd !== STDOUT_FD) fs.closeSync(fd); // fd 1 was taken between the two calls: leave it be
+  if (fd !== STDOUT_FD) fs.closeSync(fd);
+  return saved;
+}
+
+const handshakeFd = takeStdout();
+
+const { Fault, IMPORT_MODULE_ERROR, UNAVAILABLE_FAULT } = require('./faults');
+const { loadHandler } = require('./loader');
+const { parseOptions, UsageError, USAGE } = require('./options');
+
+function log(level, message) {
+  process.stderr.write(`${level} edgefn-node[${process.pid}]: ${message}\n`);
+}
+
+/** Writes the one handshake line, then lets go of the real stdout. */
+function handshake(fields) {
+  try {
+    fs.writeSync(handshakeFd, JSON.stringify(fields) + '\n');
+  } catch {
+    // Nobody reads stdout: the handshake is for a parent that may not exist.
+  }
+  if (handshakeFd !== STDOUT_FD) fs.closeSync(handshakeFd);
 }
 
 /** Reports a handler that cannot be loaded: the handshake line, a human line, exit 3. */
@@ -77,9 +92,13 @@ function watchStrayErrors(getDispatcher) {
   process.on('unhandledRejection', stray('unhandled rejection'));
 }
 
-/** EOF on stdin: the manager that holds the pipe is gone, and so are we. */
+/**
+ * EOF on stdin: the manager that holds the pipe is gone, and so are we. (The
+ * event loop notices between calls: a handler stuck in a synchronous loop
+ * is the manager's timeout to kill.)
+ */
 function watchParent() {
-  const gone = () => process.exit(0);
+  const gone = () => process.exit(EXIT_OK);
   process.stdin.on('end', gone);
   process.stdin.on('error', gone);
   process.stdin.on('data', () => {});
@@ -91,17 +110,18 @@ function watchSignals(getServer) {
   let draining = false;
   const onSignal = (signal) => {
     const server = getServer();
-    if (server === null) process.exit(0);
+    if (server === null) process.exit(EXIT_OK);
     if (draining) {
       log('WARNING', `${signal} again: exiting without finishing the calls in flight`);
-      process.exit(1);
+      process.exit(EXIT_FAILED);
     }
     draining = true;
+    log('INFO', `${signal}: stopping, finishing calls in flight`);
     server.drain().then(
-      () => process.exit(0),
+      () => process.exit(EXIT_OK),
       (err) => {
         log('ERROR', `drain failed: ${err.stack || err}`);
-        process.exit(1);
+        process.exit(EXIT_FAILED);
       },
     );
   };
@@ -133,17 +153,33 @@ async function loadOrExit(options) {
   }
 }
 
+/** Binds the server, or reports why not (handshake, log) and exits 1. */
+async function listenOrExit(server, address) {
+  try {
+    const port = await server.listen(address);
+    return address.startsWith('unix:') ? address : address.replace(/:\d+$/, `:${port}`);
+  } catch (err) {
+    const message = `cannot listen on ${address}: ${err.message}`;
+    handshake({ ready: false, errorType: UNAVAILABLE_FAULT, errorMessage: message, errorStack: [] });
+    log('ERROR', message);
+    process.exit(EXIT_FAILED);
+  }
+}
+
 async function main() {
   const options = readOptions();
   let dispatcher = null;
   let serving = null;
   watchStrayErrors(() => dispatcher);
   watchSignals(() => serving);
-  if (options.parentPipe) watchParent();
+  if (options.parentPipe && !options.check) watchParent();
   const { codedir, handler } = await loadOrExit(options);
+  // Only an async function is known to be concurrent before it runs (a plain
+  // function returning promises runs concurrently too, without the promise).
+  const concurrent = isAsyncFunction(handler);
   if (options.check) {
-    handshake({ ready: true, pid: process.pid, methods: METHODS });
-    process.exit(0);
+    handshake({ ready: true, pid: process.pid, methods: METHODS, concurrent });
+    process.exit(EXIT_OK);
   }
   // Required only now: --check never pays for gRPC.
   const { Dispatcher } = require('./invoke');
@@ -156,18 +192,9 @@ async function main() {
     warn: (line) => log('WARNING', line),
   });
   const server = new FunctionServer({ dispatcher, messageMax: options.messageMax });
-  let port;
-  try {
-    port = await server.listen(options.address);
-  } catch (err) {
-    handshake({ ready: false, errorType: 'Runtime.Unavailable', errorMessage: `cannot listen on ${options.address}: ${err.message}`, errorStack: [] });
-    log('ERROR', `cannot listen on ${options.address}: ${err.message}`);
-    process.exit(EXIT_LISTEN);
-  }
+  const address = await listenOrExit(server, options.address);
   serving = server;
-  const address = options.address.startsWith('unix:') ? options.address : options.address.replace(/:\d+$/, `:${port}`);
-  handshake({ ready: true, pid: process.pid, methods: METHODS, address });
-  pointStdoutAtStderr();
+  handshake({ ready: true, pid: process.pid, methods: METHODS, concurrent, address });
 }
 
 main();

@@ -75,7 +75,9 @@ exports.asyncOverlap = async (event) => {
   return { n: event.n, overlap };
 };
 
+// Says on stderr when it starts, so a test can wait for the call to be in flight.
 exports.slow = async (event) => {
+  console.log(`slow call ${event.n ?? 0} started`);
   await sleep(event.ms);
   return { slept: event.ms };
 };
@@ -91,6 +93,14 @@ exports.uncaught = (event, context, callback) => {
   setTimeout(() => {
     throw new Error('thrown from a timer');
   }, 1);
+};
+
+// Answers, then throws from a timer once the call is over: logged, never fatal.
+exports.throwLater = () => {
+  setTimeout(() => {
+    throw new Error('thrown after the answer');
+  }, 5);
+  return 'answered';
 };
 
 exports.notFunction = 42;

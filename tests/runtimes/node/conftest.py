@@ -112,6 +112,16 @@ class NodeInstance:
     def stderr(self) -> str:
         return self.stderr_path.read_text(errors="replace")
 
+    def wait_for_stderr(self, text: str, timeout: float = 10.0) -> None:
+        """Waits until `text` shows up on the runtime's stderr (the log is a file: polled)."""
+        deadline = time.monotonic() + timeout
+        while text not in self.stderr():
+            if time.monotonic() > deadline:
+                pytest.fail(f"{text!r} never reached stderr:\n{self.stderr()}")
+            if self.process.poll() is not None and text not in self.stderr():
+                pytest.fail(f"the runtime exited ({self.process.returncode}) before {text!r}:\n{self.stderr()}")
+            time.sleep(0.01)
+
     def wait(self, timeout: float = 10.0) -> int:
         return self.process.wait(timeout=timeout)
 
@@ -162,11 +172,13 @@ class Spawner:
         env: Mapping[str, str] | None = None,
         address: str | None = "",
         parent_pipe: bool = False,
+        cwd: Path | None = None,
     ) -> NodeInstance:
         """Starts `node index.js` for tests/functions/<case> and reads its handshake.
 
         address "" picks a fresh unix socket passed in EDGEFN_INSTANCE_ADDRESS;
-        None passes no address at all (check mode, or via `args`).
+        None passes no address at all (check mode, or via `args`). cwd defaults
+        to the codedir, as the manager runs it.
         """
         codedir = (FUNCTIONS / case).resolve()
         environ = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp")}
@@ -178,10 +190,12 @@ class Spawner:
             environ["EDGEFN_PARENT_PIPE"] = "1"
         environ.update(env or {})
         stderr_path = self.workdir / f"{codedir.name}-{uuid.uuid4().hex[:6]}.stderr"
-        with open(stderr_path, "wb") as stderr:
+        # Append mode: the runtime reopens its stderr for fd 1, and two descriptions
+        # of one file only interleave without overwriting when both append.
+        with open(stderr_path, "ab") as stderr:
             process = subprocess.Popen(
                 [self.node, str(RUNTIME), "--name", codedir.name, "--handler", handler, *args],
-                cwd=codedir,
+                cwd=cwd or codedir,
                 env=environ,
                 stdin=subprocess.PIPE if parent_pipe else subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
