@@ -26,7 +26,9 @@ def anonymous(compiler: Compiler, node: exp.Anonymous) -> Compiled:
     """The functions sqlglot does not know: topic(), topic(n), qos(), newid()."""
     name = node.name.lower()
     args = node.expressions
-    if name == "topic" and len(args) == 1:
+    if name == "topic" and args:
+        if len(args) > 1:
+            raise compiler.error("topic() takes no argument, or the level to read: topic(2)", node)
         return _topic_level(compiler, args[0])
     if name in _MESSAGE:
         if args:

@@ -155,6 +155,8 @@ def round_(a: Any, digits: Any = 0) -> Any:
     """Round half away from zero (MySQL); an integer unless ``digits`` > 0."""
     if not is_number(a) or type(digits) is not int:
         return None
+    if type(a) is int and digits >= 0:
+        return a
     digits = max(min(digits, 400), -400)
     try:
         exact = Decimal(a) if type(a) is int else Decimal(repr(a))

@@ -1,0 +1,101 @@
+"""Per-message promises beyond the table: the clock, fresh ids, and caps that keep one
+hostile message from blocking the manager (SPEC §9)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import orjson
+import pytest
+
+from edgefn.runtimes.faults import Fault
+from edgefn.runtimes.sql import SqlFunction
+from edgefn.runtimes.sql.functions import MAX_STRING
+
+
+def evaluate(statement: str, payload: bytes, topic: str = "t", qos: int = 0) -> dict[str, object]:
+    out = SqlFunction.compile("limits", statement).evaluate(payload, topic, qos)
+    result = orjson.loads(out)
+    assert isinstance(result, dict)
+    return result
+
+
+def test_current_timestamp_is_epoch_ms_decided_once_per_message() -> None:
+    before = time.time_ns() // 1_000_000
+    out = evaluate("select CURRENT_TIMESTAMP as a, current_timestamp() as b", b"{}")
+    after = time.time_ns() // 1_000_000
+    assert isinstance(out["a"], int)
+    assert before <= out["a"] <= after
+    assert out["a"] == out["b"]
+
+
+def test_current_timestamp_moves_between_messages() -> None:
+    fn = SqlFunction.compile("clock", "select CURRENT_TIMESTAMP as now")
+    first = orjson.loads(fn.evaluate(b"{}", "t", 0))["now"]
+    time.sleep(0.005)  # the clock must advance between two messages; nothing to wait on here
+    assert orjson.loads(fn.evaluate(b"{}", "t", 0))["now"] > first
+
+
+def test_uuid_and_newid_are_fresh_uuids_per_call() -> None:
+    fn = SqlFunction.compile("ids", "select uuid() as a, newid() as b")
+    one, two = orjson.loads(fn.evaluate(b"{}", "t", 0)), orjson.loads(fn.evaluate(b"{}", "t", 0))
+    ids = {one["a"], one["b"], two["a"], two["b"]}
+    assert len(ids) == 4
+    assert all(uuid.UUID(value).version == 4 for value in ids)
+
+
+def test_qos_is_the_message_qos_as_delivered() -> None:
+    fn = SqlFunction.compile("q", "select qos() as q")
+    assert [orjson.loads(fn.evaluate(b"{}", "t", qos))["q"] for qos in (0, 1)] == [0, 1]
+
+
+def test_giant_strings_are_capped_to_null() -> None:
+    big = orjson.dumps({"s": "a" * (MAX_STRING // 4 + 1)})
+    started = time.monotonic()
+    out = evaluate("select length(concat(s, s, s, s)) as c, replace(s, 'a', s) as r, length(s) as n", big)
+    assert out == {"c": None, "r": None, "n": MAX_STRING // 4 + 1}
+    assert time.monotonic() - started < 5
+
+
+def test_like_cannot_backtrack_catastrophically() -> None:
+    payload = orjson.dumps({"s": "a" * 200_000})
+    started = time.monotonic()
+    out = evaluate("select s like '%a%a%a%a%a%a%a%a%b' as m, s like '%a_a%a%' as n", payload)
+    assert out == {"m": False, "n": True}
+    assert time.monotonic() - started < 2
+
+
+def test_huge_powers_and_overflows_are_null_or_float_never_hang() -> None:
+    started = time.monotonic()
+    out = evaluate(
+        "select power(a, a) as p, power(2, 63) as q, power(2, 64) as r, a * a * a * a as m, round(a, 99999999) as x",
+        b'{"a": 9223372036854775807}',
+    )
+    assert out["p"] is None
+    assert out["q"] == 2**63
+    assert out["r"] == float(2**64)
+    assert isinstance(out["m"], float)
+    assert out["x"] == 9223372036854775807
+    assert time.monotonic() - started < 2
+
+
+def test_large_json_numbers_in_the_payload_round_trip() -> None:
+    out = evaluate("select a, b, a + 1 as c", b'{"a": 18446744073709551615, "b": -9223372036854775808}')
+    assert out == {"a": 2**64 - 1, "b": -(2**63), "c": float(2**64)}
+
+
+def test_deeply_nested_payload_is_not_an_object_but_still_not_an_error() -> None:
+    payload = b'{"a":' * 2000 + b"1" + b"}" * 2000
+    assert evaluate("select a is null as missing", payload) == {"missing": True}
+
+
+def test_an_engine_failure_reaches_the_manager_as_a_fault() -> None:
+    def broken(payload: bytes, topic: str, qos: int) -> bytes:
+        raise KeyError("bug")
+
+    fn = SqlFunction("broken", "select a", ("a",), broken)
+    with pytest.raises(Fault) as caught:
+        fn.evaluate(b"{}", "t", 0)
+    assert caught.value.error_type == "Runtime.Unknown"
+    assert "broken" in caught.value.message
