@@ -114,7 +114,7 @@ async def test_a_user_error_is_unknown_with_the_envelope_as_details(stub: functi
     code, body = await failure(stub, message("fails", b"42", Topic="t", FunctionInvokeID="id-1"))
     assert code == grpc.StatusCode.UNKNOWN
     assert body["errorType"] == "ValueError" and body["errorMessage"] == "bad input 42"
-    assert body["errorStack"] == ['File "index.py", line 24, in fails', 'File "index.py", line 28, in check']
+    assert body["errorStack"] == ['File "index.py", line 25, in fails', 'File "index.py", line 29, in check']
     assert body["functionMessage"] == {"ID": 0, "QOS": 0, "Topic": "t", "Payload": base64.b64encode(b"42").decode(),
                                        "Timestamp": body["functionMessage"]["Timestamp"], "FunctionName": "fails",
                                        "FunctionInvokeID": "id-1"}

@@ -2,6 +2,7 @@
 
 import os
 import sys
+import time
 
 
 def echo(event, context):
@@ -39,3 +40,8 @@ def chatty(event, context):
     print("hello from the handler")
     print("and from its stderr", file=sys.stderr)
     return {"ok": True}
+
+
+def sleeps(event, context):
+    time.sleep(float(event))
+    return event
