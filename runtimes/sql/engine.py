@@ -18,7 +18,7 @@ import orjson
 from ..faults import UNKNOWN_FAULT, UNSERIALIZABLE_RESULT, Fault
 from .compiled import Expr, condition
 from .compiler import Compiler
-from .parser import Column, Query, Statement, parse
+from .parser import Column, Query, SqlError, Statement, parse
 
 Run = Callable[[bytes, str, int], bytes]
 Columns = tuple[tuple[str, Expr], ...]
@@ -41,8 +41,15 @@ class SqlFunction:
         """Parse and compile ``statement``; raise ``SqlError`` naming ``name`` if it is wrong."""
         query = parse(name, statement)
         compiler = Compiler(Statement(name, statement))
-        where = condition(compiler.compile(query.where)).fn if query.where is not None else None
-        before, after, star = _columns(compiler, query)
+        try:
+            where = condition(compiler.compile(query.where)).fn if query.where is not None else None
+            before, after, star = _columns(compiler, query)
+        except SqlError:
+            raise
+        except RecursionError as exc:
+            raise SqlError(name, "the statement is nested too deeply") from exc
+        except Exception as exc:  # noqa: BLE001 - a load error, never a crash of the manager
+            raise SqlError(name, f"cannot compile the statement ({type(exc).__name__}: {exc}); this is an edgefn bug") from exc
         run = _program(where, before, after, star, compiler.uses_now)
         keys = tuple(key for key, _ in before + after)
         return cls(name, statement, keys, run)

@@ -9,6 +9,7 @@ here, with the position in the statement.
 
 from __future__ import annotations
 
+import bisect
 import re
 from dataclasses import dataclass
 
@@ -36,6 +37,7 @@ _CLAUSES = {
     "laterals": ("lateral", "LATERAL"),
     "locks": ("for", "FOR UPDATE"),
 }
+_NEWLINE = re.compile(r"\r\n|\r|\n")
 _MISSING = re.compile(r"Required keyword: '\w+' missing for <class '[\w.]+'>")
 
 
@@ -79,20 +81,25 @@ class Query:
     where: exp.Expression | None
 
 
+def lines(text: str) -> list[str]:
+    """The statement's lines, split where sqlglot counts a new line (\\n, \\r\\n, \\r)."""
+    return _NEWLINE.split(text)
+
+
 class Statement:
     """A statement's text, to turn character offsets into positions for ``SqlError``."""
 
     def __init__(self, function: str, text: str) -> None:
         self.function = function
         self.text = text
+        self.line_starts = [0, *(match.end() for match in _NEWLINE.finditer(text))]
 
     def error(self, message: str, start: int | None = None) -> SqlError:
         """A ``SqlError`` at the 0-based character offset ``start`` (None: no position)."""
         if start is None:
             return SqlError(self.function, message)
-        line = self.text.count("\n", 0, start) + 1
-        column = start - (self.text.rfind("\n", 0, start) + 1) + 1
-        return SqlError(self.function, message, column, line)
+        line = bisect.bisect_right(self.line_starts, start)
+        return SqlError(self.function, message, start - self.line_starts[line - 1] + 1, line)
 
     def error_at(self, message: str, node: exp.Expression | None) -> SqlError:
         """A ``SqlError`` at the first character of ``node`` that sqlglot located."""
@@ -143,6 +150,8 @@ def _tokenize(statement: Statement) -> list[Token]:
         if opened is not None:
             raise statement.error(f"the quote {statement.text[opened]} is never closed", opened) from exc
         raise statement.error(f"cannot read the statement: {exc}") from exc
+    except Exception as exc:  # noqa: BLE001 - see _parse_select
+        raise statement.error(f"cannot read the statement: {type(exc).__name__}: {exc}") from exc
 
 
 def _open_quote(text: str) -> int | None:
@@ -172,6 +181,8 @@ def _parse_select(statement: Statement, tokens: list[Token]) -> exp.Select:
         raise _syntax_error(statement, exc) from exc
     except RecursionError as exc:
         raise statement.error("the statement is nested too deeply") from exc
+    except Exception as exc:  # noqa: BLE001 - whatever sqlglot trips on is the statement's load error
+        raise statement.error(f"cannot parse the statement: {type(exc).__name__}: {exc}") from exc
     trees = [tree for tree in trees if tree is not None]
     if not trees:
         raise statement.error("the statement is empty: expected 'select <expressions> [where <condition>]'")
@@ -193,11 +204,10 @@ def _syntax_error(statement: Statement, exc: ParseError) -> SqlError:
     line, column, highlight = first.get("line"), first.get("col"), first.get("highlight") or ""
     if not isinstance(line, int) or not isinstance(column, int):
         return statement.error(message)
+    if not 1 <= line <= len(statement.line_starts):
+        return statement.error(message)
     # sqlglot's column is that of the offending token's last character.
-    line_start = 0
-    for _ in range(line - 1):
-        line_start = statement.text.index("\n", line_start) + 1
-    start = line_start + max(column - len(highlight), 0)
+    start = statement.line_starts[line - 1] + max(column - len(highlight), 0)
     if highlight:
         message += f' near "{highlight}"'
     return statement.error(message, min(start, len(statement.text)))

@@ -17,7 +17,7 @@ from edgefn.runtimes.faults import USER_CODE_SYNTAX_ERROR, Fault
 from edgefn.wire.function_pb2 import FunctionMessage
 
 from .engine import SqlFunction
-from .parser import SqlError
+from .parser import SqlError, lines
 
 
 def load(options: serving.RuntimeOptions) -> tuple[serving.Invoke, bool]:
@@ -46,8 +46,8 @@ def _pointer(statement: str, error: SqlError) -> list[str]:
     """The statement's offending line with a caret under the column, as the error's stack."""
     if error.position is None:
         return []
-    lines = statement.splitlines() or [""]
-    line = lines[min(error.line, len(lines)) - 1]
+    text = lines(statement)
+    line = text[min(error.line, len(text)) - 1]
     return [line, " " * (error.position - 1) + "^"]
 
 

@@ -112,7 +112,7 @@ def test_random_statements_never_raise_outside_the_envelope_path(
         _check_output(out, payload)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(statement=st.text(max_size=60))
 def test_any_text_is_a_sql_error_or_a_function(statement: str) -> None:
     try:
@@ -123,5 +123,28 @@ def test_any_text_is_a_sql_error_or_a_function(statement: str) -> None:
         return
     try:
         _check_output(fn.evaluate(b'{"a": 1}', "t", 0), b'{"a": 1}')
+    except Fault:
+        pass
+
+
+SQL_WORDS = [
+    "select", "where", "*", ",", "(", ")", "[", "]", ".", "a", "b", "`x y`", "1", "-2", "1.5", "'s'", "'%a_'",
+    "null", "true", "+", "-", "/", "%", "=", "<>", "<", ">=", "and", "or", "not", "in", "like", "between", "is",
+    "case", "when", "then", "else", "end", "as", "topic", "qos", "uuid", "abs", "round", "concat", "substring",
+    "coalesce", "trim", "leading", "from", "for", "escape", "current_timestamp", "if", "::", "@", "?", "||",
+    "div", "exists", "->", "x'41'", "cast", "over", "distinct", "group", "by", "limit",
+]  # fmt: skip
+
+
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(words=st.lists(st.sampled_from(SQL_WORDS), max_size=14), payload=payloads)
+def test_sql_shaped_noise_is_a_sql_error_or_a_function(words: list[str], payload: bytes) -> None:
+    try:
+        fn = SqlFunction.compile("noise", "select " + " ".join(words))
+    except SqlError as error:
+        assert "edgefn bug" not in error.message
+        return
+    try:
+        _check_output(fn.evaluate(payload, "a/b", 1), payload)
     except Fault:
         pass
