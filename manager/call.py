@@ -256,8 +256,8 @@ async def _one_shot(function: FunctionConfig, call: Call, timeout: float) -> byt
             raise CallFailed(envelope(call, fault, runtime=function.runtime, attempts=1,
                                       payload_max=function.instance.message_max)) from None
         except TimeoutError:
-            fault = Fault(faults.TIMEOUT, f"{call.function} did not answer within --timeout ({timeout:g}s)")
-            raise CallFailed(envelope(call, fault, runtime=function.runtime, attempts=1)) from None
+            late = Fault(faults.TIMEOUT, f"{call.function} did not answer within --timeout ({timeout:g}s)")
+            raise CallFailed(envelope(call, late, runtime=function.runtime, attempts=1)) from None
         finally:
             await runner.stop(STOP_GRACE)
 

@@ -21,6 +21,7 @@ import time
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
+from typing import NoReturn
 
 import grpc
 import grpc.aio
@@ -154,25 +155,26 @@ class _FunctionService(function_pb2_grpc.FunctionServicer):
         )
         runner = self._runners.get(call.function)
         if runner is None:
-            await self._not_found(call, context)
+            await _not_found(self._runners, call, context)
         try:
-            result = await runner.call(call)  # type: ignore[union-attr]
+            result = await runner.call(call)
         except Fault as fault:
-            await _abort(context, call, fault, runner.runtime, runner.message_max)  # type: ignore[union-attr]
+            await _abort(context, call, fault, runner.runtime, runner.message_max)
         except Exception as exc:  # a manager bug must answer the client, not hang it
             log.exception("direct call of %s failed", call.function)
-            fault = Fault(faults.UNKNOWN_FAULT, f"the manager failed: {type(exc).__name__}: {exc}", code=faults.INTERNAL)
-            await _abort(context, call, fault, runner.runtime, runner.message_max)  # type: ignore[union-attr]
+            bug = Fault(faults.UNKNOWN_FAULT, f"the manager failed: {type(exc).__name__}: {exc}", code=faults.INTERNAL)
+            await _abort(context, call, bug, runner.runtime, runner.message_max)
         return FunctionMessage(
             ID=call.id, QOS=call.qos, Topic=call.topic, Payload=result, Timestamp=call.timestamp,
             FunctionName=call.function, FunctionInvokeID=call.invoke_id,
         )
 
-    async def _not_found(self, call: Call, context: grpc.aio.ServicerContext) -> None:
-        known = ", ".join(sorted(self._runners)) or "none"
-        what = f"no function named {call.function!r}" if call.function else "no FunctionName in the request"
-        fault = Fault(faults.FUNCTION_NOT_FOUND, f"{what} (functions: {known})")
-        await _abort(context, call, fault, "", None, attempts=0)
+
+async def _not_found(runners: Mapping[str, Runner], call: Call, context: grpc.aio.ServicerContext) -> NoReturn:
+    known = ", ".join(sorted(runners)) or "none"
+    what = f"no function named {call.function!r}" if call.function else "no FunctionName in the request"
+    fault = Fault(faults.FUNCTION_NOT_FOUND, f"{what} (functions: {known})")
+    await _abort(context, call, fault, "", None, attempts=0)
 
 
 async def _abort(
@@ -183,7 +185,7 @@ async def _abort(
     payload_max: int | None,
     *,
     attempts: int = 1,
-) -> None:
+) -> NoReturn:
     body = envelope(call, fault, runtime=runtime, attempts=attempts, payload_max=payload_max)
     await context.abort(_STATUS.get(fault.code, grpc.StatusCode.UNKNOWN), body.decode())
 
