@@ -97,7 +97,10 @@ class Compiler:
 
     def comparison(self, node: exp.Binary) -> Compiled:
         op, ordering = fx.COMPARISONS[type(node).__name__]
-        return apply(fx.comparison(op, ordering), [self.compile(node.this), self.compile(node.expression)], True)
+        left, right = self.compile(node.this), self.compile(node.expression)
+        if right.const and fx.is_number(right.value) and not left.const:
+            return apply(fx.compare_with_number(op, ordering, right.value), [left], True)
+        return apply(fx.comparison(op, ordering), [left, right], True)
 
     def logic(self, node: exp.Connector) -> Compiled:
         conjunction = isinstance(node, exp.And)

@@ -74,9 +74,26 @@ def comparison(op: Binary, ordering: bool) -> Binary:
     """A SQL comparison: NULL when either side is NULL or the types are incompatible."""
 
     def compare(a: Any, b: Any) -> bool | None:
+        kind_a, kind_b = type(a), type(b)
+        # Numbers first, inline: the hot case of a filter (`id < 10`).
+        if (kind_a is int or kind_a is float) and (kind_b is int or kind_b is float):
+            return op(a, b)  # type: ignore[no-any-return]
         if _comparable(a, b, ordering):
             return bool(op(a, b))
         return None
+
+    return compare
+
+
+def compare_with_number(op: Binary, ordering: bool, number: int | float) -> Callable[[Any], bool | None]:
+    """A comparison with a numeric literal on the right: one call per evaluation."""
+    general = comparison(op, ordering)
+
+    def compare(a: Any) -> bool | None:
+        kind = type(a)
+        if kind is int or kind is float:
+            return op(a, number)  # type: ignore[no-any-return]
+        return general(a, number)
 
     return compare
 
