@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import signal
 import sys
@@ -198,6 +199,8 @@ def serve(options: RuntimeOptions, load: Load) -> int:
     except Fault as fault:
         handshake.failed(fault)
         return EXIT_LOAD
+    # What is loaded now lives as long as the process: keep it out of every later collection.
+    gc.freeze()
     if options.check:
         handshake.ready(concurrent, "")
         return EXIT_OK
@@ -213,19 +216,18 @@ class _Handshake:
 
     def __init__(self, options: RuntimeOptions) -> None:
         self._options = options
-        sys.stdout.flush()
+        if sys.stdout is not None:
+            sys.stdout.flush()
         self._fd = os.dup(1)
         os.dup2(2, 1)
         # -I ignores PYTHONUNBUFFERED: make prints reach the manager's log line by line.
-        if isinstance(sys.stdout, type(sys.stderr)) and hasattr(sys.stdout, "reconfigure"):
-            sys.stdout.reconfigure(line_buffering=True)
+        reconfigure = getattr(sys.stdout, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(line_buffering=True)
 
     def ready(self, concurrent: bool, address: str) -> None:
-        line: dict[str, object] = {"ready": True, "pid": os.getpid(), "methods": list(METHODS)}
-        line["concurrent"] = concurrent
-        if address:
-            line["address"] = address
-        self._write(line)
+        line = {"ready": True, "pid": os.getpid(), "methods": list(METHODS), "concurrent": concurrent}
+        self._write({**line, "address": address} if address else line)
 
     def failed(self, fault: Fault) -> None:
         self._write({"ready": False, **fault.to_dict()})
@@ -314,6 +316,10 @@ def _bound(target: str, port: int) -> str:
     return f"{target.rpartition(':')[0]}:{port}"
 
 
+def _too_large(size: int, limit: int) -> Fault:
+    return Fault(MESSAGE_TOO_LARGE, f"the result is {size} bytes, above the {limit} byte limit")
+
+
 def _as_fault(exc: BaseException) -> Fault:
     if isinstance(exc, Fault):
         return exc
@@ -352,15 +358,12 @@ class _Service:
         for reader in list(self._readers):
             reader.cancel()
 
-    def _too_large(self, size: int) -> Fault:
-        return Fault(MESSAGE_TOO_LARGE, f"the result is {size} bytes, above the {self._max} byte limit")
-
     async def call(self, request: FunctionMessage, context: grpc.aio.ServicerContext) -> FunctionMessage:
         """Unary Call: the reply is the request with its Payload replaced by the result."""
         try:
             payload = await self._invoke(request)
             if len(payload) > self._max:
-                raise self._too_large(len(payload))
+                raise _too_large(len(payload), self._max)
         except Exception as exc:
             fault = _as_fault(exc)
             await context.abort(_STATUS[fault.code], fault.details())
@@ -369,7 +372,7 @@ class _Service:
 
     async def talk(self, requests: object, context: grpc.aio.ServicerContext) -> None:
         """Talk: answer each request by Sequence, in any order, until the client half-closes."""
-        stream = _Stream(self, context)
+        stream = _Stream(self._invoke, self._max, context)
         reader = asyncio.create_task(stream.read(), name="edgefn-talk-reader")
         self._readers.add(reader)
         if self._closing:
@@ -392,15 +395,16 @@ _END = FunctionMessage()  # a sentinel: every answer is written, the stream may 
 class _Stream:
     """One Talk stream: a reader that starts calls, answers queued as they finish, one writer."""
 
-    def __init__(self, service: _Service, context: grpc.aio.ServicerContext) -> None:
-        self._service = service
+    def __init__(self, invoke: Invoke, limit: int, context: grpc.aio.ServicerContext) -> None:
+        self._invoke = invoke
+        self._max = limit
         self._context = context
         self._answers: asyncio.Queue[FunctionMessage] = asyncio.Queue()
         self._pending: set[asyncio.Future[bytes]] = set()
         self._reading = True
 
     async def read(self) -> None:
-        invoke = self._service._invoke
+        invoke = self._invoke
         try:
             while True:
                 request = await self._context.read()
@@ -424,11 +428,11 @@ class _Stream:
         exc = done.exception()
         if exc is None:
             payload = done.result()
-            if len(payload) <= self._service._max:
+            if len(payload) <= self._max:
                 request.Payload = payload
                 self._answers.put_nowait(request)
             else:
-                exc = self._service._too_large(len(payload))
+                exc = _too_large(len(payload), self._max)
         if exc is not None:
             fault = _as_fault(exc)
             request.Payload = b""

@@ -127,3 +127,20 @@ async def test_usage_errors_exit_2_with_a_message() -> None:
     assert (code, "bad size" in message) == (2, True)
     code, message = await usage_error("--handler", "index.handler")
     assert (code, "address" in message) == (2, True)
+
+
+async def test_a_second_signal_forces_the_exit_of_a_hung_drain(spawn) -> None:
+    runtime = await spawn("echo", "index.wait_for_file")
+    stuck = asyncio.create_task(runtime.call(b'"/nonexistent/never"'), name="test-stuck-call")
+    await runtime.stderr_line("wait_for_file started")
+    runtime.process.send_signal(signal.SIGTERM)
+    await runtime.stderr_line("stopping")
+    runtime.process.send_signal(signal.SIGTERM)
+    assert await runtime.exit_code() == 1
+    stuck.cancel()
+
+
+async def test_handshake_names_the_pid_and_methods(spawn) -> None:
+    runtime = await spawn("echo")
+    assert runtime.handshake["pid"] == runtime.process.pid
+    assert runtime.handshake["methods"] == ["Call", "Talk"]
