@@ -26,6 +26,7 @@ const USER_CODE_SYNTAX_ERROR = 'Runtime.UserCodeSyntaxError';
 const MESSAGE_TOO_LARGE = 'Runtime.MessageTooLarge';
 const UNSERIALIZABLE_RESULT = 'Runtime.UnserializableResult';
 const UNAVAILABLE_FAULT = 'Runtime.Unavailable';
+const UNKNOWN_FAULT = 'Runtime.Unknown';
 
 /** The gRPC code each runtime fault travels with; a user's own error travels as UNKNOWN. */
 const CODES = Object.freeze({
@@ -141,6 +142,7 @@ module.exports = {
   MESSAGE_TOO_LARGE,
   UNSERIALIZABLE_RESULT,
   UNAVAILABLE_FAULT,
+  UNKNOWN_FAULT,
   Fault,
   errorName,
   userFault,

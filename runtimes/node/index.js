@@ -183,7 +183,8 @@ async function main() {
   }
   // Required only now: --check never pays for gRPC.
   const { Dispatcher } = require('./invoke');
-  const { FunctionServer } = require('./server');
+  const { withCodeCache } = require('./codecache');
+  const { value: FunctionServer, save: saveCodeCache } = withCodeCache(() => require('./server').FunctionServer, process.env);
   dispatcher = new Dispatcher({
     handler,
     name: options.name,
@@ -195,6 +196,7 @@ async function main() {
   const address = await listenOrExit(server, options.address);
   serving = server;
   handshake({ ready: true, pid: process.pid, methods: METHODS, concurrent, address });
+  setImmediate(saveCodeCache); // after the handshake: only the first start of a version writes
 }
 
 main();

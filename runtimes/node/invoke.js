@@ -15,6 +15,7 @@ const { isUtf8 } = require('buffer');
 const {
   Fault,
   MESSAGE_TOO_LARGE,
+  UNKNOWN_FAULT,
   UNSERIALIZABLE_RESULT,
   userFault,
 } = require('./faults');
@@ -200,18 +201,20 @@ class Dispatcher {
       return;
     }
     job.settled = true;
-    let payload;
     let fault = null;
-    if (failed) {
-      fault = userFault(outcome, this.codedir);
-    } else {
-      try {
-        payload = encodeResult(outcome, this.messageMax);
-      } catch (encodeErr) {
-        fault = encodeErr;
-      }
+    let payload;
+    try {
+      if (failed) fault = userFault(outcome, this.codedir);
+      else payload = encodeResult(outcome, this.messageMax);
+    } catch (err) {
+      fault = err instanceof Fault ? err : new Fault(UNKNOWN_FAULT, `the runtime failed: ${err && err.stack}`);
     }
-    job.reply(fault, payload);
+    try {
+      job.reply(fault, payload);
+    } catch (err) {
+      // Never into the user's callback: the answer could not be sent, the client is gone.
+      this.warn(`${this.name}: an answer could not be sent: ${err && err.message}`);
+    }
     this.inflight--;
     if (this.blocker === job) {
       this.blocker = null;

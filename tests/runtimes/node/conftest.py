@@ -158,6 +158,7 @@ class Spawner:
 
     node: str
     workdir: Path
+    cache_home: Path
     instances: list[NodeInstance] = field(default_factory=list)
 
     def socket(self) -> str:
@@ -181,7 +182,7 @@ class Spawner:
         to the codedir, as the manager runs it.
         """
         codedir = (FUNCTIONS / case).resolve()
-        environ = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp")}
+        environ = {"PATH": os.environ.get("PATH", ""), "HOME": str(self.workdir), "XDG_CACHE_HOME": str(self.cache_home)}
         if address == "":
             address = self.socket()
         if address is not None:
@@ -228,12 +229,22 @@ class Spawner:
             instance.close()
 
 
+@pytest.fixture(scope="session")
+def node_cache_home() -> Iterator[Path]:
+    """XDG_CACHE_HOME for the session's runtimes: the code cache never lands in the real home."""
+    path = Path(tempfile.mkdtemp(prefix="efn-node-cache-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.fixture
-def node_runtime() -> Iterator[Spawner]:
+def node_runtime(node_cache_home: Path) -> Iterator[Spawner]:
     """Starts Node runtime instances for one test; none outlives it."""
     node = node_executable()
     workdir = Path(tempfile.mkdtemp(prefix="efn-node-"))  # short: unix socket paths are capped
-    spawner = Spawner(node, workdir)
+    spawner = Spawner(node, workdir, node_cache_home)
     try:
         yield spawner
     finally:

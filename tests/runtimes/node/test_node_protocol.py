@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import queue
 import signal
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -226,8 +228,6 @@ class _OpenStream:
     """A request iterator that stays open (no half-close) until close()."""
 
     def __init__(self, requests: list[function_pb2.FunctionMessage]) -> None:
-        import queue
-
         self._queue: queue.Queue[function_pb2.FunctionMessage | None] = queue.Queue()
         for request in requests:
             self._queue.put(request)
@@ -243,3 +243,39 @@ class _OpenStream:
 
     def close(self) -> None:
         self._queue.put(None)
+
+
+def test_code_cache_is_written_once_then_reused(node_runtime: Any, tmp_path: Path) -> None:
+    env = {"XDG_CACHE_HOME": str(tmp_path)}
+    first = node_runtime.start("js_styles", "index.value", env=env)
+    assert first.call(b"1").Payload
+    (blob,) = _wait_for_blob(tmp_path)
+    assert blob.stat().st_mode & 0o777 == 0o600
+    written = blob.stat().st_mtime_ns
+    second = node_runtime.start("js_styles", "index.value", env=env)
+    assert second.call(b"2").Payload == b'{"style":"value","event":2}'
+    second.process.send_signal(signal.SIGTERM)
+    assert second.wait() == 0
+    assert blob.stat().st_mtime_ns == written  # nothing new to cache
+
+
+def test_code_cache_others_may_write_is_ignored_and_replaced(node_runtime: Any, tmp_path: Path) -> None:
+    env = {"XDG_CACHE_HOME": str(tmp_path)}
+    node_runtime.start("js_styles", "index.value", env=env)
+    (blob,) = _wait_for_blob(tmp_path)
+    blob.write_bytes(b"not a cache")
+    blob.chmod(0o666)
+    instance = node_runtime.start("js_styles", "index.value", env=env)
+    assert instance.call(b"3").Payload == b'{"style":"value","event":3}'
+    _wait_for_blob(tmp_path, mode=0o600)
+
+
+def _wait_for_blob(home: Path, mode: int = 0o600, timeout: float = 10.0) -> list[Path]:
+    """The code cache file once the runtime has written it with `mode` (it writes after the handshake)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        blobs = list(home.glob("edgefn/node-*/dependencies.bin"))
+        if blobs and blobs[0].stat().st_mode & 0o777 == mode:
+            return blobs
+        time.sleep(0.01)
+    pytest.fail(f"no code cache with mode {oct(mode)} under {home}")
