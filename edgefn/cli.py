@@ -39,6 +39,9 @@ def _parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check", help="validate a config and load every handler")
     check.add_argument("config", help="the YAML config file")
     check.set_defaults(handler=_check)
+    from edgefn.manager.call import add_parser as add_call
+
+    add_call(commands)
     commands.add_parser("runtime", help="run one runtime instance: edgefn runtime python|node|sql --help")
     return parser
 
@@ -52,9 +55,8 @@ def _load(path: str) -> object | None:
         print(f"edgefn: {path} has {len(exc.problems)} problem(s):", file=sys.stderr)
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
-        return None
-    except OSError as exc:
-        print(f"edgefn: cannot read {path}: {exc.strerror}", file=sys.stderr)
+        for warning in exc.warnings:
+            print(f"edgefn: warning: {warning}", file=sys.stderr)
         return None
     for warning in config.warnings:
         print(f"edgefn: warning: {warning}", file=sys.stderr)

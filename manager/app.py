@@ -24,6 +24,7 @@ from edgefn.manager.hub import Hub
 from edgefn.manager.metrics import Metrics
 from edgefn.manager.pool import Pool
 from edgefn.manager.router import Route, Router, Runner
+from edgefn.manager.server import FunctionServer
 from edgefn.manager.sql import SqlRunner
 
 log = logging.getLogger("edgefn.manager")
@@ -39,6 +40,7 @@ class Manager:
         self.metrics = Metrics()
         self.runners: dict[str, Runner] = {}
         self.connections: dict[str, tuple[Hub, Router]] = {}
+        self.server: FunctionServer | None = None
         self._socket_dir = Path(tempfile.mkdtemp(prefix="edgefn-"))  # 0700: instances' sockets are private
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -51,6 +53,12 @@ class Manager:
                 log.info("embedded broker listening on 127.0.0.1:%d (development only)", self.config.hub.port)
             stack.push_async_callback(self._stop_runners)
             await self._start_runners(self.config.functions)
+            if self.config.server is not None:
+                # Pushed after the runners' stop: the server stops taking calls first.
+                self.server = FunctionServer(self.config.server, self.runners)
+                await self.server.start()
+                stack.push_async_callback(self.server.stop, self.config.shutdown.timeout)
+                log.info("gRPC server listening on %s", self.server.address)
             stack.push_async_callback(self._disconnect)
             await self._connect()
             status = asyncio.create_task(self.metrics.log_status(STATUS_INTERVAL), name="status")

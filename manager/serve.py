@@ -28,6 +28,7 @@ def serve(config: Config) -> int:
 async def _main(config: Config) -> int:
     from edgefn.manager.app import Manager
     from edgefn.manager.broker import BrokerError
+    from edgefn.manager.server import ServerError
 
     stop = asyncio.Event()
     main_task = asyncio.current_task()
@@ -46,7 +47,7 @@ async def _main(config: Config) -> int:
         loop.add_signal_handler(signum, on_signal, signum)
     try:
         await Manager(config).run(stop)
-    except BrokerError as exc:
+    except (BrokerError, ServerError) as exc:
         log.error("%s", exc)
         return 1
     except asyncio.CancelledError:

@@ -26,14 +26,6 @@ FUNCTIONS = Path(__file__).resolve().parent.parent / "functions"
 CODEDIR = FUNCTIONS / "grpc_calls"
 
 # `edgefn call ARGS`, through the module's own entry points.
-LAUNCHER = (
-    "import argparse, sys\n"
-    "from edgefn.manager.call import add_parser, run\n"
-    "parser = argparse.ArgumentParser(prog='edgefn')\n"
-    "add_parser(parser.add_subparsers(dest='command'))\n"
-    "sys.exit(run(parser.parse_args(sys.argv[1:])))\n"
-)
-
 pytestmark = pytest.mark.timeout(60)
 
 
@@ -52,7 +44,7 @@ class Done:
 async def edgefn_call(*args: str, stdin: bytes | None = None, timeout: float = 30) -> Done:
     """Run ``edgefn call ARGS`` in a child process (never blocking the loop the server runs on)."""
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", LAUNCHER, "call", *args,
+        sys.executable, "-m", "edgefn", "call", *args,
         stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )
