@@ -17,7 +17,7 @@ from sqlglot import exp
 from . import calls
 from . import functions as fx
 from .compiled import Compiled, Expr, apply, condition, constant
-from .like import compile_like
+from .like import MAX_DYNAMIC_PATTERN, Matcher, compile_like
 from .parser import Statement
 from .paths import compile_path
 
@@ -83,9 +83,13 @@ class Compiler:
         if node.is_string:
             return constant(node.this)
         text = node.this
-        value = fx.number(int(text)) if text.isdigit() else fx.number(float(text))
+        try:
+            value = fx.number(int(text)) if text.isdigit() else fx.number(float(text))
+        except ValueError:  # more digits than Python converts: far beyond any JSON number
+            value = None
         if value is None:
-            raise self.error(f"the number {text} is out of range", node)
+            shown = text if len(text) <= 40 else text[:37] + "..."
+            raise self.error(f"the number {shown} is out of range", node)
         return constant(value)
 
     def unary(self, node: exp.Expression) -> Compiled:
@@ -210,14 +214,16 @@ def _between(value: Any, low: Any, high: Any) -> bool | None:
     return _and(_GE(value, low), _LE(value, high))
 
 
-def _match(matcher: Callable[[str], bool], text: Any, negate: bool) -> bool | None:
+def _match(matcher: Matcher, text: Any, negate: bool) -> bool | None:
     if type(text) is not str:
         return None
-    return matcher(text) is not negate
+    matched = matcher(text)
+    return None if matched is None else matched is not negate
 
 
 def _like(text: Any, pattern: Any, escape: str, negate: bool) -> bool | None:
-    if type(pattern) is not str:
+    """LIKE with a pattern from the message: compiled on first sight (and cached), if not giant."""
+    if type(pattern) is not str or len(pattern) > MAX_DYNAMIC_PATTERN:
         return None
     return _match(compile_like(pattern, escape), text, negate)
 

@@ -41,7 +41,12 @@ def is_number(value: Any) -> bool:
 def number(value: int | float) -> int | float | None:
     """Keep a numeric result representable in JSON: big ints become floats, inf becomes NULL."""
     if type(value) is int:
-        return value if _INT_MIN <= value <= _INT_MAX else number(float(value))
+        if _INT_MIN <= value <= _INT_MAX:
+            return value
+        try:
+            value = float(value)
+        except OverflowError:
+            return None
     if math.isfinite(value):
         return value
     return None

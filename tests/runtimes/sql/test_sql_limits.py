@@ -66,6 +66,20 @@ def test_like_cannot_backtrack_catastrophically() -> None:
     assert time.monotonic() - started < 2
 
 
+def test_like_wildcard_segments_are_bounded_not_blocking() -> None:
+    # `_` segments cost their width per character searched: past the budget, NULL.
+    payload = orjson.dumps({"s": "a" * 1_000_000, "p": "%" + "_" * 1000 + "b%"})
+    started = time.monotonic()
+    out = evaluate("select s like '%" + "_" * 1000 + "b%' as m, s like p as d, s like '%aab%' as f", payload)
+    assert out == {"m": None, "d": None, "f": False}
+    assert time.monotonic() - started < 2
+
+
+def test_like_pattern_from_the_message_is_capped() -> None:
+    payload = orjson.dumps({"s": "x", "p": "%" * 100_000})
+    assert evaluate("select s like p as m", payload) == {"m": None}
+
+
 def test_huge_powers_and_overflows_are_null_or_float_never_hang() -> None:
     started = time.monotonic()
     out = evaluate(

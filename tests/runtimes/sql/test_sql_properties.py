@@ -7,6 +7,7 @@ the only exception evaluate() may raise is a Fault (SPEC §9, issue #5).
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
@@ -15,6 +16,7 @@ from hypothesis import strategies as st
 
 from edgefn.runtimes.faults import Fault
 from edgefn.runtimes.sql import SqlError, SqlFunction
+from edgefn.runtimes.sql.like import compile_like
 
 KEYS = ["a", "b", "c", "x y", "id"]
 
@@ -148,3 +150,20 @@ def test_sql_shaped_noise_is_a_sql_error_or_a_function(words: list[str], payload
         _check_output(fn.evaluate(payload, "a/b", 1), payload)
     except Fault:
         pass
+
+
+def _like_reference(pattern: str, text: str) -> bool:
+    """LIKE as one backtracking regex: exact, and fine on tiny inputs."""
+    regex, chars = "", iter(pattern)
+    for char in chars:
+        if char == "\\":
+            regex += re.escape(next(chars, "\\"))
+        else:
+            regex += {"%": ".*", "_": "."}.get(char, re.escape(char))
+    return re.fullmatch(regex, text, re.DOTALL) is not None
+
+
+@settings(max_examples=2000, deadline=None)
+@given(pattern=st.text(alphabet="ab%_\\.", max_size=8), text=st.text(alphabet="ab%_\\.\n", max_size=10))
+def test_like_agrees_with_a_backtracking_regex(pattern: str, text: str) -> None:
+    assert compile_like(pattern)(text) is _like_reference(pattern, text)
