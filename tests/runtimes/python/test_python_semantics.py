@@ -9,8 +9,6 @@ import grpc
 import orjson
 import pytest
 
-from edgefn.wire.function_pb2 import FunctionMessage
-
 
 async def echo(spawn, payload: bytes, **fields: object) -> dict:
     runtime = await spawn("echo")
@@ -158,7 +156,3 @@ async def test_sayhi_example_adds_context_and_greeting(spawn) -> None:
     reply = await runtime.call(b"plain text", FunctionName="sayhi")
     assert orjson.loads(reply.Payload)["bytes"] == "plain text"
 
-
-def test_function_message_fields_are_baetyls() -> None:
-    names = [f.name for f in FunctionMessage.DESCRIPTOR.fields][:7]
-    assert names == ["ID", "QOS", "Topic", "Payload", "Timestamp", "FunctionName", "FunctionInvokeID"]
