@@ -8,6 +8,7 @@ in time and memory, and it never raises anything but a ``Fault``.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -62,10 +63,26 @@ class SqlFunction:
         """
         try:
             return self._run(payload, topic, qos)
-        except orjson.JSONEncodeError as exc:
-            raise Fault(UNSERIALIZABLE_RESULT, f"SQL function {self.name}: {exc}") from exc
+        except _Unwritable as exc:
+            return _dumps_deep(self.name, exc.value)
         except Exception as exc:  # noqa: BLE001 - the manager must only ever see a Fault
             raise Fault(UNKNOWN_FAULT, f"SQL function {self.name} failed: {type(exc).__name__}: {exc}") from exc
+
+
+class _Unwritable(Exception):
+    """An output orjson refuses: nested deeper than its 254 levels (payloads may have 1024)."""
+
+    def __init__(self, value: dict[str, Any]) -> None:
+        super().__init__("output nested too deeply for orjson")
+        self.value = value
+
+
+def _dumps_deep(name: str, value: dict[str, Any]) -> bytes:
+    """The slow path for a deeply nested output: the standard library's encoder."""
+    try:
+        return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+    except (RecursionError, ValueError, TypeError) as exc:
+        raise Fault(UNSERIALIZABLE_RESULT, f"SQL function {name}: the output cannot be written as JSON: {exc}") from exc
 
 
 def _columns(compiler: Compiler, query: Query) -> tuple[Columns, Columns, bool]:
@@ -92,7 +109,8 @@ def _now_ms() -> int:
 
 def _program(where: Expr | None, before: Columns, after: Columns, star: bool, uses_now: bool) -> Run:
     """The per-message function: parse, filter, build the output object, serialize."""
-    loads, dumps, decode_error = orjson.loads, orjson.dumps, orjson.JSONDecodeError
+    loads, dumps = orjson.loads, orjson.dumps
+    decode_error, encode_error = orjson.JSONDecodeError, orjson.JSONEncodeError
     star_only = star and not before and not after
     shadowed = frozenset(key for key, _ in before)
 
@@ -124,6 +142,9 @@ def _program(where: Expr | None, before: Columns, after: Columns, star: bool, us
                 out.update(explicit)
         for key, fn in after:
             out[key] = fn(row, topic, qos, now)
-        return dumps(out)
+        try:
+            return dumps(out)
+        except encode_error:
+            raise _Unwritable(out) from None
 
     return run

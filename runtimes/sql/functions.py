@@ -83,9 +83,12 @@ def comparison(op: Binary, ordering: bool) -> Binary:
         # Numbers first, inline: the hot case of a filter (`id < 10`).
         if (kind_a is int or kind_a is float) and (kind_b is int or kind_b is float):
             return op(a, b)  # type: ignore[no-any-return]
-        if _comparable(a, b, ordering):
+        if not _comparable(a, b, ordering):
+            return None
+        try:
             return bool(op(a, b))
-        return None
+        except RecursionError:  # arrays or objects nested deeper than Python compares
+            return None
 
     return compare
 
@@ -240,21 +243,24 @@ def length(s: Any) -> Any:
     return len(s) if type(s) is str else None
 
 
-def text(value: Any) -> str:
+def text(value: Any) -> str | None:
     """A value inside a string: strings as they are, anything else as its JSON text."""
     if type(value) is str:
         return value
-    return orjson.dumps(value).decode()
+    try:
+        return orjson.dumps(value).decode()
+    except orjson.JSONEncodeError:  # nested deeper than orjson writes
+        return None
 
 
 def concat(*values: Any) -> Any:
     """The values' texts joined; NULL when any is NULL or the result would be giant."""
-    if any(value is None for value in values):
+    parts = [text(value) for value in values if value is not None]
+    if len(parts) < len(values) or None in parts:
         return None
-    parts = [text(value) for value in values]
-    if sum(len(part) for part in parts) > MAX_STRING:
+    if sum(len(part) for part in parts) > MAX_STRING:  # type: ignore[arg-type]
         return None
-    return "".join(parts)
+    return "".join(parts)  # type: ignore[arg-type]
 
 
 def substring(s: Any, start: Any, count: Any = None) -> Any:

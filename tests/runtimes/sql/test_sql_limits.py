@@ -99,6 +99,27 @@ def test_large_json_numbers_in_the_payload_round_trip() -> None:
     assert out == {"a": 2**64 - 1, "b": -(2**63), "c": float(2**64)}
 
 
+def test_values_deeper_than_orjson_writes_are_still_output() -> None:
+    deep = b"[" * 600 + b"]" * 600
+    payload = b'{"a": ' + deep + b', "b": ' + deep + b"}"
+    out = SqlFunction.compile("deep", "select a = b as same, a").evaluate(payload, "t", 0)
+    assert out == b'{"same":true,"a":' + deep + b"}"
+
+
+def test_values_too_deep_to_compare_compare_as_null() -> None:
+    deep = b"[" * 1020 + b"]" * 1020
+    payload = b'{"a": ' + deep + b', "b": ' + deep + b"}"
+    out = evaluate("select a = b as same, a in (b) as member, concat(a) as text", payload)
+    assert out == {"same": None, "member": None, "text": None}
+
+
+def test_an_output_too_deep_for_any_encoder_is_a_fault() -> None:
+    deep = b"[" * 1020 + b"]" * 1020
+    with pytest.raises(Fault) as caught:
+        SqlFunction.compile("deep", "select a").evaluate(b'{"a": ' + deep + b"}", "t", 0)
+    assert caught.value.error_type == "Runtime.UnserializableResult"
+
+
 def test_deeply_nested_payload_is_not_an_object_but_still_not_an_error() -> None:
     payload = b'{"a":' * 2000 + b"1" + b"}" * 2000
     assert evaluate("select a is null as missing", payload) == {"missing": True}
