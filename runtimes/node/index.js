@@ -54,7 +54,7 @@ function takeStdout() {
 
 const handshakeFd = takeStdout();
 
-const { Fault, IMPORT_MODULE_ERROR, UNAVAILABLE_FAULT } = require('./faults');
+const { Fault, IMPORT_MODULE_ERROR, UNAVAILABLE_FAULT, UNKNOWN_FAULT } = require('./faults');
 const { loadHandler } = require('./loader');
 const { parseOptions, UsageError, USAGE } = require('./options');
 
@@ -62,8 +62,12 @@ function log(level, message) {
   process.stderr.write(`${level} edgefn-node[${process.pid}]: ${message}\n`);
 }
 
-/** Writes the one handshake line, then lets go of the real stdout. */
+let handshakeDone = false;
+
+/** Writes the one handshake line (once), then lets go of the real stdout. */
 function handshake(fields) {
+  if (handshakeDone) return;
+  handshakeDone = true;
   try {
     fs.writeSync(handshakeFd, JSON.stringify(fields) + '\n');
   } catch {
@@ -199,4 +203,10 @@ async function main() {
   setImmediate(saveCodeCache); // after the handshake: only the first start of a version writes
 }
 
-main();
+main().catch((err) => {
+  // A runtime bug (or a broken install, e.g. no proto file), never the user's: say so and stop.
+  const message = `the runtime failed to start: ${err && err.stack ? err.stack : err}`;
+  handshake({ ready: false, errorType: UNKNOWN_FAULT, errorMessage: message, errorStack: [] });
+  log('ERROR', message);
+  process.exit(EXIT_FAILED);
+});

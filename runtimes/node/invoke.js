@@ -82,6 +82,10 @@ function toJson(result) {
   return text;
 }
 
+function isThenable(value) {
+  return value !== null && (typeof value === 'object' || typeof value === 'function') && typeof value.then === 'function';
+}
+
 /**
  * One call in the runtime: its message, its place in the line and how it ends.
  * @typedef {object} Job
@@ -161,17 +165,18 @@ class Dispatcher {
     // class in the user's stack ("at Dispatcher.handler").
     const handler = this.handler;
     let returned;
+    let thenable;
     try {
       returned = handler(event, context, callback);
+      thenable = isThenable(returned);
+      // A thenable's own then() may throw too: that is the user's error as well.
+      if (thenable) returned.then((value) => this.finish(job, false, value), (err) => this.finish(job, true, err));
     } catch (err) {
       this.finish(job, true, err);
       return;
     }
-    if (returned !== null && (typeof returned === 'object' || typeof returned === 'function') && typeof returned.then === 'function') {
-      returned.then(
-        (value) => this.finish(job, false, value),
-        (err) => this.finish(job, true, err),
-      );
+    if (thenable) {
+      // Answered by the thenable; the next call may start meanwhile.
     } else if (!this.callbackStyle) {
       this.finish(job, false, returned);
     } else if (!job.settled) {
