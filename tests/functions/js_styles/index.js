@@ -103,6 +103,11 @@ exports.throwLater = () => {
   return 'answered';
 };
 
+exports.rejectLater = () => {
+  setTimeout(() => Promise.reject(new Error('rejected after the answer')), 5);
+  return 'answered';
+};
+
 exports.notFunction = 42;
 
 exports.api = { get: (event) => ({ nested: true }) };

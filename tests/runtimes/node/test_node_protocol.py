@@ -209,10 +209,17 @@ def test_second_sigterm_cuts_the_drain_short(node_runtime: Any) -> None:
         future.result()
 
 
-def test_error_after_a_call_is_logged_and_the_runtime_goes_on(node_runtime: Any) -> None:
-    instance = node_runtime.start("js_styles", "index.throwLater")
+@pytest.mark.parametrize(
+    ("handler", "logged"),
+    [
+        ("index.throwLater", "uncaught exception outside any call: Error: thrown after the answer"),
+        ("index.rejectLater", "unhandled rejection outside any call: Error: rejected after the answer"),
+    ],
+)
+def test_error_after_a_call_is_logged_and_the_runtime_goes_on(node_runtime: Any, handler: str, logged: str) -> None:
+    instance = node_runtime.start("js_styles", handler)
     assert instance.call(b"{}").Payload == b'"answered"'
-    instance.wait_for_stderr("uncaught exception outside any call: Error: thrown after the answer")
+    instance.wait_for_stderr(logged)
     assert instance.call(b"{}").Payload == b'"answered"'
 
 
