@@ -182,6 +182,10 @@ def round_(a: Any, digits: Any = 0) -> Any:
         return None
     if type(a) is int and digits >= 0:
         return a
+    if type(a) is float:
+        quick = _round_float(a, digits)
+        if quick is not _SLOW:
+            return quick
     digits = max(min(digits, 400), -400)
     try:
         exact = Decimal(a) if type(a) is int else Decimal(repr(a))
@@ -191,6 +195,24 @@ def round_(a: Any, digits: Any = 0) -> Any:
     if digits > 0:
         return number(float(rounded))
     return number(int(rounded))
+
+
+_SLOW = object()
+
+
+def _round_float(a: float, digits: int) -> Any:
+    """The fast paths of round() on a float, or ``_SLOW`` for the exact decimal path."""
+    if digits == 0:
+        # a - floor(a) is exact in binary floating point, so ties are seen exactly.
+        whole = math.floor(abs(a))
+        whole += abs(a) - whole >= 0.5
+        return number(whole if a >= 0 else -whole)
+    if digits > 0:
+        shown = repr(a)  # the shortest text that reads back as a: what the user sees
+        point = shown.find(".")
+        if point >= 0 and "e" not in shown and len(shown) - point - 1 <= digits:
+            return a  # already no more decimals than asked for
+    return _SLOW
 
 
 def power(a: Any, b: Any) -> Any:
