@@ -1,10 +1,14 @@
 """The manager's lifecycle: start, ready, serve until told to stop, drain, stop (SPEC §2).
 
 Start order: embedded broker (if no hub.address) → function runners (``min``
-instances warm) → one hub connection per clientid, each subscribed to its rules
-→ ``edgefn ready``. Stop order is the reverse, with a deadline: stop taking
-messages, let deliveries in flight finish within ``shutdown.timeout``, cancel
-what is left (logged), disconnect, stop the runtimes.
+instances warm) → gRPC server (if configured) → one hub connection per
+clientid, each subscribed to its rules → ``edgefn ready``. Stop order is the
+reverse, with a deadline: stop taking messages, let deliveries in flight finish
+within ``shutdown.timeout``, cancel what is left (logged), disconnect, stop the
+runtimes.
+
+``reconfigure`` applies a new, validated config to the running manager (hot
+reload): only what changed is touched.
 """
 
 from __future__ import annotations
@@ -16,11 +20,14 @@ import shutil
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from edgefn.manager import logs
 from edgefn.manager.broker import EmbeddedBroker
+from edgefn.manager.check import HandlerProblem, check_function
 from edgefn.manager.config import Config, FunctionConfig, RuleConfig
-from edgefn.manager.hub import Hub
+from edgefn.manager.hub import Hub, HubError
 from edgefn.manager.metrics import Metrics
 from edgefn.manager.pool import Pool
 from edgefn.manager.router import Route, Router, Runner
@@ -32,41 +39,83 @@ log = logging.getLogger("edgefn.manager")
 STATUS_INTERVAL = 30.0
 
 
-class Manager:
-    """Everything ``edgefn run`` runs, for one config."""
+class ReloadError(Exception):
+    """A new config or new code cannot be applied; the running one stays."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, problems: list[HandlerProblem]) -> None:
+        super().__init__("\n".join(str(problem) for problem in problems))
+        self.problems = problems
+
+
+def _by_clientid(config: Config) -> dict[str, list[RuleConfig]]:
+    groups: dict[str, list[RuleConfig]] = defaultdict(list)
+    for rule in config.rules:
+        groups[rule.clientid or config.hub.clientid].append(rule)
+    return groups
+
+
+class Manager:
+    """Everything ``edgefn run`` runs, for one config.
+
+    ``prepare`` maps a function's config to the one its runner uses (``edgefn
+    dev`` points codedir at a snapshot of the last good code).
+    """
+
+    def __init__(self, config: Config, *, prepare: Callable[[FunctionConfig], FunctionConfig] | None = None) -> None:
         self.config = config
         self.metrics = Metrics()
         self.runners: dict[str, Runner] = {}
         self.connections: dict[str, tuple[Hub, Router]] = {}
         self.server: FunctionServer | None = None
+        self._prepare = prepare or (lambda function: function)
+        self._broker: EmbeddedBroker | None = None
         self._socket_dir = Path(tempfile.mkdtemp(prefix="edgefn-"))  # 0700: instances' sockets are private
+        self._retiring: set[asyncio.Task[None]] = set()
 
-    async def run(self, stop: asyncio.Event) -> None:
+    async def run(self, stop: asyncio.Event, ready: Callable[[], None] | None = None) -> None:
         """Run until ``stop`` is set, then shut down gracefully."""
         async with contextlib.AsyncExitStack() as stack:
             stack.callback(shutil.rmtree, self._socket_dir, True)
-            if self.config.hub.embedded:
-                broker = EmbeddedBroker(self.config.hub.port)
-                await stack.enter_async_context(broker)
-                log.info("embedded broker listening on 127.0.0.1:%d (development only)", self.config.hub.port)
+            stack.push_async_callback(self._stop_broker)
+            await self._start_broker()
             stack.push_async_callback(self._stop_runners)
             await self._start_runners(self.config.functions)
-            if self.config.server is not None:
-                # Pushed after the runners' stop: the server stops taking calls first.
-                self.server = FunctionServer(self.config.server, self.runners)
-                await self.server.start()
-                stack.push_async_callback(self.server.stop, self.config.shutdown.timeout)
-                log.info("gRPC server listening on %s", self.server.address)
-            stack.push_async_callback(self._disconnect)
-            await self._connect()
+            stack.push_async_callback(self._stop_server)  # before the runners: no call lands on a stopping pool
+            await self._start_server()
+            stack.push_async_callback(self._disconnect_all)
+            await self._connect_all()
             status = asyncio.create_task(self.metrics.log_status(STATUS_INTERVAL), name="status")
             stack.callback(status.cancel)
             log.info("edgefn ready")
+            if ready is not None:
+                ready()
             await stop.wait()
             log.info("stopping: draining work in flight (up to %gs)", self.config.shutdown.timeout)
-            await self._drain(self.config.shutdown.timeout)
+            await self._drain_all(self.config.shutdown.timeout)
+
+    # -- broker and server -----------------------------------------------------
+
+    async def _start_broker(self) -> None:
+        if self.config.hub.embedded:
+            self._broker = EmbeddedBroker(self.config.hub.port)
+            await self._broker.start()
+            log.info("embedded broker listening on 127.0.0.1:%d (development only)", self.config.hub.port)
+
+    async def _stop_broker(self) -> None:
+        if self._broker is not None:
+            await self._broker.stop()
+            self._broker = None
+
+    async def _start_server(self) -> None:
+        if self.config.server is not None:
+            self.server = FunctionServer(self.config.server, self.runners)
+            await self.server.start()
+            log.info("gRPC server listening on %s", self.server.address)
+
+    async def _stop_server(self) -> None:
+        if self.server is not None:
+            await self.server.stop(self.config.shutdown.timeout)
+            self.server = None
 
     # -- functions ---------------------------------------------------------------
 
@@ -74,37 +123,44 @@ class Manager:
         stats = self.metrics.function(function.name)
         if function.runtime == "sql":
             return SqlRunner(function, stats)
-        return Pool(function, socket_dir=self._socket_dir, stats=stats)
+        return Pool(self._prepare(function), socket_dir=self._socket_dir, stats=stats)
 
-    async def _start_runners(self, functions: tuple[FunctionConfig, ...]) -> None:
+    async def _start_runners(self, functions: Iterable[FunctionConfig]) -> None:
         for function in functions:
             self.runners[function.name] = self._runner(function)
-        await asyncio.gather(*(runner.start() for runner in self.runners.values()))  # type: ignore[attr-defined]
+        await asyncio.gather(*(runner.start() for runner in self.runners.values()))
 
     async def _stop_runners(self) -> None:
         grace = self.config.shutdown.timeout
-        await asyncio.gather(*(r.stop(grace) for r in self.runners.values()), return_exceptions=True)  # type: ignore[attr-defined]
+        await asyncio.gather(*self._retiring, return_exceptions=True)
+        await asyncio.gather(*(runner.stop(grace) for runner in self.runners.values()), return_exceptions=True)
 
-    # -- connections ---------------------------------------------------------------
+    def _retire(self, runner: Runner) -> None:
+        """Stop a replaced runner in the background: its calls in flight finish first."""
+        task = asyncio.create_task(runner.stop(self.config.shutdown.timeout), name="retire-runner")
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
+
+    # -- connections -------------------------------------------------------------
 
     def _routes(self, rules: list[RuleConfig]) -> list[Route]:
-        return [Route(rule, self.runners[rule.function], self.metrics.function(rule.function)) for rule in rules]
+        return [Route(rule, self.runners, self.metrics.function(rule.function)) for rule in rules]
 
-    async def _connect(self) -> None:
-        groups: dict[str, list[RuleConfig]] = defaultdict(list)
-        for rule in self.config.rules:
-            groups[rule.clientid or self.config.hub.clientid].append(rule)
-        for clientid, rules in groups.items():
-            router = Router(self._routes(rules), name=clientid)
-            hub = Hub(self.config.hub, clientid, router.on_message, name=clientid)
-            router.hub = hub
-            await hub.__aenter__()
-            self.connections[clientid] = (hub, router)
-            for rule in rules:
-                await hub.subscribe(rule.subscribe.topic, rule.subscribe.qos)
+    async def _connect_all(self) -> None:
+        for clientid, rules in _by_clientid(self.config).items():
+            await self._open(clientid, rules)
         await asyncio.gather(*(hub.wait_ready() for hub, _ in self.connections.values()))
 
-    async def _drain(self, timeout: float) -> None:
+    async def _open(self, clientid: str, rules: list[RuleConfig]) -> None:
+        router = Router(self._routes(rules), name=clientid)
+        hub = Hub(self.config.hub, clientid, router.on_message, name=clientid)
+        router.hub = hub
+        await hub.__aenter__()
+        self.connections[clientid] = (hub, router)
+        for rule in rules:
+            await hub.subscribe(rule.subscribe.topic, rule.subscribe.qos)
+
+    async def _drain_all(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         for hub, router in self.connections.values():
             router.close()
@@ -115,8 +171,116 @@ class Manager:
                 log.warning("%s: %d deliveries did not finish within shutdown.timeout; "
                             "they stay unacknowledged and will be redelivered", clientid, cancelled)
 
-    async def _disconnect(self) -> None:
+    async def _disconnect_all(self) -> None:
         for hub, _ in self.connections.values():
             with contextlib.suppress(Exception):
                 await hub.__aexit__(None, None, None)
         self.connections.clear()
+
+    async def _close(self, clientid: str, topics: Iterable[str]) -> None:
+        """Retire one connection: finish its deliveries, drop its subscriptions, disconnect."""
+        hub, router = self.connections.pop(clientid)
+        router.close()
+        hub.stop_delivering()
+        await router.drain(self.config.shutdown.timeout)
+        for topic in topics:  # a persistent session would otherwise keep queuing for it
+            with contextlib.suppress(HubError):
+                await hub.unsubscribe(topic)
+        await hub.__aexit__(None, None, None)
+
+    # -- hot reload --------------------------------------------------------------
+
+    async def reconfigure(self, new: Config, code_changed: Iterable[str] = ()) -> None:
+        """Apply ``new`` (already validated by load_config) to the running manager.
+
+        Every function that is new, changed, or whose code changed gets a fresh
+        runner, loaded and checked before anything is touched: on a problem
+        ``ReloadError`` is raised and the old config keeps running. Otherwise
+        rules are rewired (untouched rules keep running), replaced runners
+        finish their calls in flight and stop, and a hub change reconnects all.
+        """
+        old = self.config
+        before = {function.name: function for function in old.functions}
+        after = {function.name: function for function in new.functions}
+        restart = {name for name, function in after.items() if before.get(name) != function} | (
+            set(code_changed) & set(after))
+        fresh = await self._fresh_runners([after[name] for name in sorted(restart)])
+        replaced = [self.runners[name] for name in restart | (set(before) - set(after)) if name in self.runners]
+        hub_changed = new.hub != old.hub
+        if hub_changed:
+            await self._drain_all(old.shutdown.timeout)
+            await self._disconnect_all()
+        for name in set(before) - set(after):
+            del self.runners[name]
+        self.runners.update(fresh)
+        self.config = new
+        if hub_changed:
+            if new.hub.embedded != old.hub.embedded or new.hub.port != old.hub.port:
+                await self._stop_broker()
+                await self._start_broker()
+            await self._connect_all()
+        else:
+            await self._rewire(old, new)
+        for runner in replaced:
+            self._retire(runner)
+        await self._reconfigure_server(old, new)
+        if new.logger != old.logger:
+            logs.configure(new.logger)
+        log.info("reloaded %s: %s", new.path.name, _summary(old, new, restart, hub_changed))
+
+    async def _fresh_runners(self, functions: list[FunctionConfig]) -> dict[str, Runner]:
+        """Load and start runners for ``functions``; all of them, or ReloadError."""
+        problems: list[HandlerProblem] = []
+        with tempfile.TemporaryDirectory(prefix="edgefn-check-") as folder:
+            checked = await asyncio.gather(*(self._check(function, Path(folder)) for function in functions))
+        problems = [problem for problem in checked if problem is not None]
+        if problems:
+            raise ReloadError(problems)
+        fresh: dict[str, Runner] = {}
+        for function in functions:
+            fresh[function.name] = self._runner(function)
+        await asyncio.gather(*(runner.start() for runner in fresh.values()))
+        return fresh
+
+    async def _check(self, function: FunctionConfig, folder: Path) -> HandlerProblem | None:
+        return await check_function(self._prepare(function), folder)
+
+    async def _rewire(self, old: Config, new: Config) -> None:
+        """Move from ``old``'s rules to ``new``'s without touching unchanged connections."""
+        before, after = _by_clientid(old), _by_clientid(new)
+        for clientid, rules in after.items():
+            if clientid not in self.connections:
+                await self._open(clientid, rules)
+                await self.connections[clientid][0].wait_ready()
+                continue
+            if before.get(clientid) == rules:
+                continue
+            hub, router = self.connections[clientid]
+            was = {rule.subscribe.topic: rule.subscribe.qos for rule in before.get(clientid, [])}
+            now = {rule.subscribe.topic: rule.subscribe.qos for rule in rules}
+            for topic in was.keys() - now.keys():
+                await hub.unsubscribe(topic)  # first: the broker stops sending before the rule goes
+            router.replace_routes(self._routes(rules))
+            for topic, qos in now.items():
+                if was.get(topic) != qos:
+                    await hub.subscribe(topic, qos)
+        for clientid in before.keys() - after.keys():
+            await self._close(clientid, {rule.subscribe.topic for rule in before[clientid]})
+
+    async def _reconfigure_server(self, old: Config, new: Config) -> None:
+        if new.server != old.server:
+            await self._stop_server()
+            await self._start_server()
+        elif self.server is not None:
+            await self.server.refresh()
+
+
+def _summary(old: Config, new: Config, restarted: set[str], hub_changed: bool) -> str:
+    added = len(set(new.rules) - set(old.rules))
+    removed = len(set(old.rules) - set(new.rules))
+    parts = [f"rules +{added} -{removed}"]
+    if restarted:
+        parts.append("functions restarted: " + ", ".join(sorted(restarted)))
+    if hub_changed:
+        parts.append("hub reconnected")
+    return "; ".join(parts)

@@ -38,11 +38,12 @@ class HandlerProblem:
 async def check_functions(config: Config) -> list[HandlerProblem]:
     """Load every function's handler; return the problems (empty when all load)."""
     with tempfile.TemporaryDirectory(prefix="edgefn-check-") as folder:
-        results = await asyncio.gather(*(_check(function, Path(folder)) for function in config.functions))
+        results = await asyncio.gather(*(check_function(function, Path(folder)) for function in config.functions))
     return [problem for problem in results if problem is not None]
 
 
-async def _check(function: FunctionConfig, folder: Path) -> HandlerProblem | None:
+async def check_function(function: FunctionConfig, folder: Path) -> HandlerProblem | None:
+    """Load one function's handler (in a runtime process, sockets under ``folder``); its problem or None."""
     if function.runtime == "sql":
         try:
             SqlFunction.compile(function.name, function.handler)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -39,14 +39,26 @@ class Runner(Protocol):
 
     async def call(self, call: Call) -> bytes: ...
 
+    async def start(self) -> None: ...
+
+    async def stop(self, grace: float) -> None: ...
+
 
 @dataclass(frozen=True)
 class Route:
-    """A rule bound to the runner of its function."""
+    """A rule and the live table of runners its function is looked up in.
+
+    The runner is looked up per call, not bound once: a hot reload swaps a
+    function's runner, and retries must go to the new one.
+    """
 
     rule: RuleConfig
-    runner: Runner
+    runners: Mapping[str, Runner]
     stats: FunctionStats
+
+    @property
+    def runner(self) -> Runner:
+        return self.runners[self.rule.function]
 
 
 def topic_matches(pattern: str, topic: str) -> bool:
@@ -147,25 +159,26 @@ class Router:
         attempts = 0
         while True:
             attempts += 1
+            runner = route.runner
             try:
-                result = await route.runner.call(call)
+                result = await runner.call(call)
             except Fault as fault:
                 if fault.retriable and attempts < rule.retry_max and not self._closed:
                     continue
-                return await self._publish_fault(delivery, route, call, fault, attempts)
+                return await self._publish_fault(delivery, route, runner, call, fault, attempts)
             if not result:
                 return True
             return await self._publish(rule.publish.topic, result, min(delivery.qos, rule.publish.qos))
 
-    async def _publish_fault(self, delivery: Delivery, route: Route, call: Call, fault: Fault, attempts: int) -> bool:
+    async def _publish_fault(
+        self, delivery: Delivery, route: Route, runner: Runner, call: Call, fault: Fault, attempts: int
+    ) -> bool:
         rule = route.rule
         target = rule.error or rule.publish
         log.warning(
             "%s: %s failed on %s: %s: %s", self.name, rule.function, delivery.topic, fault.error_type, fault.message
         )
-        body = envelope(
-            call, fault, runtime=route.runner.runtime, attempts=attempts, payload_max=route.runner.message_max
-        )
+        body = envelope(call, fault, runtime=runner.runtime, attempts=attempts, payload_max=runner.message_max)
         return await self._publish(target.topic, body, min(delivery.qos, target.qos))
 
     async def _publish(self, topic: str, payload: bytes, qos: int) -> bool:
