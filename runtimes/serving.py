@@ -66,6 +66,10 @@ METHODS = ("Call", "Talk")
 _SERVICE = "baetyl.Function"
 _SIZES = {"b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 _STATUS = {code.value[0]: code for code in grpc.StatusCode}
+# A failed call's details stay well under grpc's 8 KiB trailer limit.
+_MESSAGE_ROOM = 1500
+_FRAMES = 16
+_FRAME_ROOM = 200
 
 
 @dataclass(frozen=True)
@@ -321,10 +325,30 @@ def _too_large(size: int, limit: int) -> Fault:
 
 
 def _as_fault(exc: BaseException) -> Fault:
-    if isinstance(exc, Fault):
-        return exc
-    # Not the user's error (theirs are Faults already): a runtime bug, answered, not fatal.
-    return Fault(UNKNOWN_FAULT, f"the runtime failed: {type(exc).__name__}: {exc}")
+    if not isinstance(exc, Fault):
+        # Not the user's error (theirs are Faults already): a runtime bug, answered, not fatal.
+        exc = Fault(UNKNOWN_FAULT, f"the runtime failed: {type(exc).__name__}: {exc}")
+    return _bounded(exc)
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text) - limit} more characters)"
+
+
+def _bounded(fault: Fault) -> Fault:
+    """The fault cut to fit a gRPC status (trailers are capped at 8 KiB by default).
+
+    A longer details string would turn the user's error into grpc's own
+    RESOURCE_EXHAUSTED and lose it; a deep recursion keeps its outer and inner frames.
+    """
+    stack = fault.stack
+    if len(fault.message) <= _MESSAGE_ROOM and len(stack) <= _FRAMES and all(len(f) <= _FRAME_ROOM for f in stack):
+        return fault
+    if len(stack) > _FRAMES:
+        half = _FRAMES // 2
+        stack = [*stack[:half], f"... {len(stack) - 2 * half} frames omitted", *stack[-half:]]
+    frames = [_clip(frame, _FRAME_ROOM) for frame in stack]
+    return Fault(fault.error_type, _clip(fault.message, _MESSAGE_ROOM), frames, fault.code)
 
 
 class _Service:

@@ -70,3 +70,19 @@ def exits(event, context):
 
 
 not_a_function = 42
+
+
+async def _answer(event):
+    return {"awaited": event}
+
+
+def wraps_async(event, context):
+    return _answer(event)
+
+
+def raises_long(event, context):
+    raise ValueError("x" * event)
+
+
+def recurses(event, context):
+    return recurses(event, context)

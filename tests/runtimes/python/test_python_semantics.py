@@ -156,3 +156,29 @@ async def test_sayhi_example_adds_context_and_greeting(spawn) -> None:
     reply = await runtime.call(b"plain text", FunctionName="sayhi")
     assert orjson.loads(reply.Payload)["bytes"] == "plain text"
 
+
+
+async def test_sync_handler_returning_a_coroutine_is_awaited(spawn) -> None:
+    runtime = await spawn("echo", "index.wraps_async")
+    assert (await runtime.call(b"3")).Payload == b'{"awaited":3}'
+
+
+async def test_a_huge_error_message_is_cut_not_turned_into_a_transport_error(spawn) -> None:
+    runtime = await spawn("echo", "index.raises_long")
+    with pytest.raises(grpc.aio.AioRpcError) as failed:
+        await runtime.call(b"200000")
+    assert failed.value.code() == grpc.StatusCode.UNKNOWN
+    fault = orjson.loads(failed.value.details())
+    assert fault["errorType"] == "ValueError"
+    assert fault["errorMessage"].startswith("xxx") and fault["errorMessage"].endswith("more characters)")
+
+
+async def test_a_deep_recursion_keeps_its_outer_and_inner_frames(spawn) -> None:
+    runtime = await spawn("echo", "index.recurses")
+    with pytest.raises(grpc.aio.AioRpcError) as failed:
+        await runtime.call(b"{}")
+    fault = orjson.loads(failed.value.details())
+    assert fault["errorType"] == "RecursionError"
+    stack = fault["errorStack"]
+    assert len(stack) == 17 and "frames omitted" in stack[8]
+    assert stack[0] == stack[-1] == 'File "index.py", line 88, in recurses'
