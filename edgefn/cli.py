@@ -36,6 +36,9 @@ def _parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run the function manager")
     run.add_argument("config", help="the YAML config file")
     run.set_defaults(handler=_run)
+    dev = commands.add_parser("dev", help="run with hot reload of the config and every function's code")
+    dev.add_argument("config", help="the YAML config file")
+    dev.set_defaults(handler=_dev)
     check = commands.add_parser("check", help="validate a config and load every handler")
     check.add_argument("config", help="the YAML config file")
     check.set_defaults(handler=_check)
@@ -72,6 +75,15 @@ def _run(args: argparse.Namespace) -> int:
     return serve(config)  # type: ignore[arg-type]
 
 
+def _dev(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    if config is None:
+        return EXIT_PROBLEMS
+    from edgefn.manager.serve import serve
+
+    return serve(config, dev=True)  # type: ignore[arg-type]
+
+
 def _check(args: argparse.Namespace) -> int:
     import asyncio
 
@@ -98,7 +110,7 @@ def _runtime(argv: list[str]) -> int:
         return EXIT_USAGE
     kind, rest = argv[0], argv[1:]
     if kind == "python":
-        from edgefn.runtimes.python.__main__ import main as python_main
+        from edgefn.runtimes.python import main as python_main
 
         return python_main(rest)
     if kind == "sql":

@@ -16,6 +16,7 @@ import orjson
 
 from edgefn.manager.config import Config, FunctionConfig
 from edgefn.manager.launch import LaunchError, instance_env, runtime_argv
+from edgefn.runtimes import faults
 from edgefn.runtimes.sql import SqlError, SqlFunction
 
 CHECK_TIMEOUT = 30.0
@@ -48,7 +49,7 @@ async def check_function(function: FunctionConfig, folder: Path) -> HandlerProbl
         try:
             SqlFunction.compile(function.name, function.handler)
         except SqlError as exc:
-            return HandlerProblem(function.name, "SQLSyntaxError", str(exc))
+            return HandlerProblem(function.name, faults.USER_CODE_SYNTAX_ERROR, str(exc))
         return None
     try:
         argv = runtime_argv(function.runtime)
