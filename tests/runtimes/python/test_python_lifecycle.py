@@ -35,6 +35,8 @@ async def test_sigterm_drains_an_open_talk_stream_and_ends_it(spawn, sockdir: st
     runtime = await spawn("echo", "index.wait_for_file")
     release = os.path.join(sockdir, "release")
     call, idle = runtime.stub.Talk(), runtime.stub.Talk()
+    await idle.write(FunctionMessage(Sequence=7, Payload=orjson.dumps(sockdir)))  # exists: answered at once
+    assert (await asyncio.wait_for(idle.read(), 15)).Sequence == 7  # so this stream is surely open
     await call.write(FunctionMessage(Sequence=1, Payload=orjson.dumps(release)))
     await runtime.stderr_line("wait_for_file started")
     runtime.process.send_signal(signal.SIGINT)
