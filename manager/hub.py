@@ -356,7 +356,18 @@ class Hub:
             if not reason.is_failure and not link.up:
                 self._attach(link)
 
+        aiomqtt_on_disconnect = p.on_disconnect
+
+        def on_disconnect(c: paho.Client, userdata: Any, flags: Any, reason: ReasonCode, props: Any = None) -> None:
+            aiomqtt_on_disconnect(c, userdata, flags, reason, props)
+            # aiomqtt ignores a close before CONNACK (a TLS client certificate
+            # refused after the handshake) and waits out its timeout: fail now.
+            connecting = client._connected  # noqa: SLF001
+            if not connecting.done():
+                connecting.set_exception(aiomqtt.MqttError("the broker closed the connection before CONNACK"))
+
         p.on_connect = on_connect
+        p.on_disconnect = on_disconnect
         p.on_message = self._message_callback(link)
         p.on_publish = lambda _c, _u, mid, _rc, _props: link.resolve(mid, None)
         p.on_subscribe = lambda _c, _u, mid, codes, _props: link.resolve(mid, codes)

@@ -16,7 +16,7 @@ import pytest
 
 from edgefn.manager.config import HubConfig
 from edgefn.manager.hub import Delivery, Hub, HubDisconnected, HubError
-from support.broker import MOSQUITTO, Mosquitto, wait_for_port
+from support.broker import MOSQUITTO, Mosquitto, free_port, wait_for_port
 
 WAIT = 10.0  # generous bound for anything that should take milliseconds
 
@@ -282,6 +282,17 @@ async def test_publish_fails_promptly_when_the_broker_dies(private: Mosquitto, t
             await hub.publish(topic, b"while down", 1)
 
 
+async def test_a_silent_broker_is_detected_by_keepalive(private: Mosquitto, topic: str) -> None:
+    async with Hub(hub_config(private, keepalive=1.0), f"{topic}-c", Inbox()) as hub:
+        await ready_hub(hub, topic)
+        os.kill(private.process.pid, signal.SIGSTOP)
+        pending = asyncio.create_task(hub.publish(topic, b"unanswered", 1, timeout=30))
+        with pytest.raises(HubDisconnected):
+            async with asyncio.timeout(6):
+                await pending
+        assert not hub.connected
+
+
 async def test_publish_qos0_returns_once_written(mosquitto: Mosquitto, topic: str) -> None:
     inbox = Inbox()
     async with Hub(hub_config(mosquitto), f"{topic}-c", inbox) as hub:
@@ -385,3 +396,146 @@ async def test_5000_qos1_messages_round_trip_without_loss(mosquitto: Mosquitto, 
         elapsed = time.perf_counter() - started
     assert got == {b"%d" % i for i in range(count)}
     logging.getLogger("test").warning("5000 QoS 1 round trips: %.0f msg/s", count / elapsed)
+
+
+# -- authentication and TLS ------------------------------------------------------
+
+# mosquitto started as root switches to the mosquitto user unless told not to,
+# and then cannot read the test's private files.
+AS_ME = "user root\n"
+
+
+@pytest.fixture
+def password_broker(tmp_path: Path) -> Iterator[Mosquitto]:
+    passwords = tmp_path / "passwords"
+    subprocess.run(["mosquitto_passwd", "-b", "-c", str(passwords), "edge", "s3cret-pw"], check=True)
+    broker = Mosquitto.start(f"allow_anonymous false\npassword_file {passwords}\n{AS_ME}")
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+async def test_username_and_password_connect(password_broker: Mosquitto, topic: str) -> None:
+    config = hub_config(password_broker, username="edge", password="s3cret-pw")
+    inbox = Inbox()
+    async with Hub(config, f"{topic}-c", inbox) as hub:
+        await ready_hub(hub, topic)
+        await hub.publish(topic, b"authenticated", 1)
+        assert [d.payload for d in await inbox.wait_for(1)] == [b"authenticated"]
+
+
+async def test_a_wrong_password_is_reported_and_never_logged(
+    password_broker: Mosquitto, topic: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = hub_config(password_broker, username="edge", password="wrong-pw-xyz")
+    caplog.set_level(logging.DEBUG)
+    async with Hub(config, f"{topic}-c", Inbox()) as hub:
+        async with asyncio.timeout(WAIT):
+            while hub.last_error is None:
+                await asyncio.sleep(0.02)
+        assert not hub.connected
+        assert "refused" in str(hub.last_error).lower() or "not authori" in str(hub.last_error).lower()
+    assert f"{topic}-c" in caplog.text  # the clientid names the connection
+    assert "wrong-pw-xyz" not in caplog.text
+
+
+def openssl(*args: str) -> None:
+    subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+
+def issue(directory: Path, name: str, subject: str, extensions: str) -> tuple[Path, Path]:
+    """A key and a certificate for ``subject`` signed by the test CA in ``directory``."""
+    key, csr, cert, ext = (directory / f"{name}.{suffix}" for suffix in ("key", "csr", "pem", "ext"))
+    ext.write_text(extensions)
+    openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+            "-keyout", str(key), "-out", str(csr), "-subj", f"/CN={subject}")
+    openssl("x509", "-req", "-in", str(csr), "-CA", str(directory / "ca.pem"),
+            "-CAkey", str(directory / "ca.key"), "-CAcreateserial", "-out", str(cert),
+            "-days", "1", "-extfile", str(ext))
+    return cert, key
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A throwaway CA, a server certificate for 127.0.0.1 and a client certificate."""
+    directory = tmp_path_factory.mktemp("pki")
+    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+            "-keyout", str(directory / "ca.key"), "-out", str(directory / "ca.pem"),
+            "-days", "1", "-subj", "/CN=edgefn-test-ca")
+    issue(directory, "server", "127.0.0.1", "subjectAltName=IP:127.0.0.1\n")
+    issue(directory, "client", "edgefn-client", "extendedKeyUsage=clientAuth\n")
+    return directory
+
+
+def tls_broker(pki: Path, mutual: bool) -> Mosquitto:
+    return Mosquitto.start(
+        f"cafile {pki / 'ca.pem'}\ncertfile {pki / 'server.pem'}\nkeyfile {pki / 'server.key'}\n"
+        f"require_certificate {'true' if mutual else 'false'}\n{AS_ME}"
+    )
+
+
+async def test_tls_with_the_hub_ca(pki: Path, topic: str) -> None:
+    broker = tls_broker(pki, mutual=False)
+    try:
+        config = hub_config(broker, scheme="ssl", ca=pki / "ca.pem")
+        inbox = Inbox()
+        async with Hub(config, f"{topic}-c", inbox) as hub:
+            await ready_hub(hub, topic)
+            await hub.publish(topic, b"private", 1)
+            assert [d.payload for d in await inbox.wait_for(1)] == [b"private"]
+        # Without our CA the system CAs do not trust the broker.
+        async with Hub(hub_config(broker, scheme="ssl"), f"{topic}-d", Inbox()) as hub:
+            async with asyncio.timeout(WAIT):
+                while hub.last_error is None:
+                    await asyncio.sleep(0.02)
+            assert "certificate" in str(hub.last_error).lower() and not hub.connected
+    finally:
+        broker.stop()
+
+
+async def test_mutual_tls_with_a_client_certificate(pki: Path, topic: str) -> None:
+    broker = tls_broker(pki, mutual=True)
+    try:
+        config = hub_config(broker, scheme="ssl", ca=pki / "ca.pem",
+                            cert=pki / "client.pem", key=pki / "client.key")
+        async with Hub(config, f"{topic}-c", Inbox()) as hub:
+            await ready_hub(hub, topic)
+            await hub.publish(topic, b"mutual", 1)
+        anonymous = hub_config(broker, scheme="ssl", ca=pki / "ca.pem")
+        async with Hub(anonymous, f"{topic}-d", Inbox()) as hub:
+            async with asyncio.timeout(WAIT):
+                while hub.last_error is None:
+                    await asyncio.sleep(0.02)
+            assert not hub.connected
+    finally:
+        broker.stop()
+
+
+async def test_a_missing_ca_file_fails_on_entry(tmp_path: Path, topic: str) -> None:
+    config = HubConfig(scheme="ssl", ca=tmp_path / "nope.pem")
+    with pytest.raises(HubError, match="TLS"):
+        async with Hub(config, f"{topic}-c", Inbox()):
+            pass
+
+
+async def test_websockets(topic: str) -> None:
+    # This mosquitto build cannot listen on websockets; amqtt can.
+    from amqtt.broker import Broker
+
+    port = free_port()
+    broker = Broker({
+        "listeners": {"default": {"type": "ws", "bind": f"127.0.0.1:{port}"}},
+        "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
+    })
+    await broker.start()
+    try:
+        config = HubConfig(scheme="ws", port=port, websocket_path="/mqtt")
+        inbox = Inbox()
+        async with Hub(config, f"{topic}-c", inbox) as hub:
+            inbox.acking = hub
+            await ready_hub(hub, topic)
+            await hub.publish(topic, b"over websockets", 1)
+            assert [d.payload for d in await inbox.wait_for(1)] == [b"over websockets"]
+    finally:
+        await broker.shutdown()
