@@ -196,6 +196,10 @@ class Hub:
         """
         if qos not in (0, 1):
             raise HubError(f"subscription QoS must be 0 or 1, not {qos!r}")
+        try:
+            aiomqtt.Wildcard(topic)  # before remembering it: a bad filter would fail every reconnect
+        except (TypeError, ValueError) as exc:
+            raise HubError(f"hub {self.name}: cannot subscribe to {topic!r}: {exc}") from exc
         self._subscriptions[topic] = qos
         link = self._link
         if link is not None:

@@ -312,7 +312,15 @@ async def test_bad_topics_and_qos_are_hub_errors(mosquitto: Mosquitto, topic: st
             await hub.subscribe(topic, 2)
         with pytest.raises(HubError, match="cannot subscribe"):
             await hub.subscribe(f"{topic}/#/x", 1)
+        with pytest.raises(HubError, match="cannot subscribe"):
+            await hub.subscribe("", 1)
         await hub.publish(topic, b"still fine", 1)
+
+
+async def test_a_bad_filter_given_while_disconnected_is_refused_at_once(topic: str) -> None:
+    hub = Hub(HubConfig(port=1), f"{topic}-c", Inbox())
+    with pytest.raises(HubError, match="cannot subscribe"):
+        await hub.subscribe(f"{topic}/a+", 1)
 
 
 def test_an_unknown_scheme_is_refused() -> None:
