@@ -50,14 +50,14 @@ class Runtime:
     async def exit_code(self, timeout: float = 15) -> int:
         return await asyncio.wait_for(self.process.wait(), timeout)
 
-    async def stderr_line(self, containing: str, timeout: float = 15) -> str:
-        """Wait for a stderr line containing ``containing``."""
+    async def stderr_line(self, containing: str, timeout: float = 15, *, nth: int = 1) -> str:
+        """Wait for the ``nth`` stderr line containing ``containing``."""
 
         async def seek() -> str:
             while True:
-                for line in self.stderr:
-                    if containing in line:
-                        return line
+                found = [line for line in self.stderr if containing in line]
+                if len(found) >= nth:
+                    return found[nth - 1]
                 self._stderr_changed.clear()
                 await self._stderr_changed.wait()
 

@@ -38,15 +38,17 @@ async def test_sigterm_drains_an_open_talk_stream_and_ends_it(spawn, sockdir: st
     await idle.write(FunctionMessage(Sequence=7, Payload=orjson.dumps(sockdir)))  # exists: answered at once
     assert (await asyncio.wait_for(idle.read(), 15)).Sequence == 7  # so this stream is surely open
     await call.write(FunctionMessage(Sequence=1, Payload=orjson.dumps(release)))
-    await runtime.stderr_line("wait_for_file started")
+    await runtime.stderr_line("wait_for_file started", nth=2)  # the idle stream's call was the first
     runtime.process.send_signal(signal.SIGINT)
     assert await asyncio.wait_for(idle.read(), 15) is grpc.aio.EOF  # nothing in flight: ends at once
     await runtime.stderr_line("stopping")
+    await call.write(FunctionMessage(Sequence=2, Payload=orjson.dumps(sockdir)))  # too late: never run
     Path(release).touch()
     reply = await asyncio.wait_for(call.read(), 15)
     assert (reply.Sequence, reply.Payload) == (1, b'"released"')
     assert await asyncio.wait_for(call.read(), 15) is grpc.aio.EOF  # ended by the runtime, not the client
     assert await runtime.exit_code() == 0
+    assert sum("wait_for_file started" in line for line in runtime.stderr) == 2  # idle's and Sequence 1
 
 
 async def test_idle_runtime_exits_0_on_sigterm(spawn) -> None:
