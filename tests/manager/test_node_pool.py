@@ -1,0 +1,119 @@
+"""A Node function's in-process Pool: idle eviction down to ``min`` (SPEC §8, issue #4 point 3).
+
+The pool is the manager's own ``Pool`` object on this test's event loop, spawning
+real ``node`` instances; which instance answered is read from the answers (the
+handler returns its pid) and an instance's end is awaited on a pidfd.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+
+from edgefn.manager.config import FunctionConfig, InstanceConfig
+from edgefn.manager.launch import LaunchError, node_executable
+from edgefn.manager.message import Call
+from edgefn.manager.metrics import Metrics
+from edgefn.manager.pool import Pool
+
+CODEDIR = Path(__file__).resolve().parent.parent / "functions" / "node_pool"
+IDLE = 0.3  # idletime and evicttime, seconds
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def node() -> str:
+    """A loud failure (never a skip) when node is missing."""
+    try:
+        return node_executable()
+    except LaunchError as exc:
+        pytest.fail(f"the Node pool tests need Node.js: {exc}")
+
+
+@pytest.fixture
+def socket_dir() -> Iterator[Path]:
+    folder = Path(tempfile.mkdtemp(prefix="efn-"))  # short: unix socket paths are capped
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def call(event: object) -> Call:
+    return Call(1, 1, "t/in", orjson.dumps(event), int(time.time()), "slow-js", str(uuid.uuid4()))
+
+
+async def wait_gone(pid: int, timeout: float = 15.0) -> None:
+    """Wait until process ``pid`` has exited (a pidfd turns readable), or fail."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    loop = asyncio.get_running_loop()
+    gone = asyncio.Event()
+    loop.add_reader(fd, gone.set)
+    try:
+        async with asyncio.timeout(timeout):
+            await gone.wait()
+    finally:
+        loop.remove_reader(fd)
+        os.close(fd)
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.fixture(params=[0, 1], ids=["min0", "min1"])
+async def pool(request: pytest.FixtureRequest, socket_dir: Path) -> AsyncIterator[Pool]:
+    limits = InstanceConfig(min=request.param, max=2, idletime=IDLE, evicttime=IDLE, timeout=10)
+    function = FunctionConfig("slow-js", "node", "index.slow", CODEDIR, instance=limits)
+    pool = Pool(function, socket_dir=socket_dir, stats=Metrics().function("slow-js"))
+    await pool.start()
+    try:
+        yield pool
+    finally:
+        await pool.stop(5)
+
+
+async def test_idle_instances_are_evicted_down_to_min_and_min_stays(pool: Pool) -> None:
+    minimum = pool.function.instance.min
+    # Two overlapping calls on a pool of max 2, concurrency 1: two instances.
+    answers = await asyncio.gather(*(pool.call(call({"n": n, "ms": 1500})) for n in range(2)))
+    pids = {orjson.loads(answer)["pid"] for answer in answers}
+    assert len(pids) == 2
+    tasks = {asyncio.create_task(wait_gone(pid), name=f"gone:{pid}"): pid for pid in pids}
+    evicted: set[int] = set()
+    try:
+        async with asyncio.timeout(15):
+            waiting = set(tasks)
+            while len(evicted) < 2 - minimum:
+                done, waiting = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                evicted |= {tasks[task] for task in done if task.result() is None}
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    assert pool.stats.snapshot()["live"] == minimum
+    await asyncio.sleep(4 * IDLE)  # several eviction rounds: none goes below min
+    kept = pids - evicted
+    assert len(kept) == minimum and all(alive(pid) for pid in kept)
+    assert pool.stats.snapshot()["live"] == minimum
+    cold = pool.stats.cold_starts
+    again = orjson.loads(await pool.call(call({"n": 9, "ms": 0})))["pid"]
+    if minimum:
+        assert again in kept and pool.stats.cold_starts == cold  # served warm by the kept instance
+    else:
+        assert again not in pids and pool.stats.cold_starts == cold + 1
