@@ -37,6 +37,8 @@ from edgefn.manager.sql import SqlRunner
 log = logging.getLogger("edgefn.manager")
 
 STATUS_INTERVAL = 30.0
+# How often a retiring runner is checked for calls still waiting for a slot.
+RETIRE_POLL = 0.05
 
 
 class ReloadError(Exception):
@@ -135,11 +137,26 @@ class Manager:
         await asyncio.gather(*self._retiring, return_exceptions=True)
         await asyncio.gather(*(runner.stop(grace) for runner in self.runners.values()), return_exceptions=True)
 
-    def _retire(self, runner: Runner) -> None:
-        """Stop a replaced runner in the background: its calls in flight finish first."""
-        task = asyncio.create_task(runner.stop(self.config.shutdown.timeout), name="retire-runner")
+    def _retire(self, name: str, runner: Runner) -> None:
+        """Stop a replaced or removed runner in the background, once the calls it took have finished."""
+        task = asyncio.create_task(self._retire_when_done(name, runner), name=f"retire:{name}")
         self._retiring.add(task)
         task.add_done_callback(self._retiring.discard)
+
+    async def _retire_when_done(self, name: str, runner: Runner) -> None:
+        # Deliveries routed before the swap may still wait for one of its slots;
+        # stop() would fail them (Runtime.Unavailable, an attempt spent, or a
+        # removed rule's envelope), so let them get an instance first. No new
+        # call comes: routes look runners up in the new table.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.shutdown.timeout
+        while runner.waiting and loop.time() < deadline:
+            await asyncio.sleep(RETIRE_POLL)
+        await runner.stop(max(0.0, deadline - loop.time()))
+        if self.runners.get(name) is runner:  # a removed function: retries found it until now
+            del self.runners[name]
+            if self.server is not None:
+                await self.server.refresh()
 
     # -- connections -------------------------------------------------------------
 
@@ -205,14 +222,14 @@ class Manager:
         restart = {name for name, function in after.items() if before.get(name) != function} | (
             set(code_changed) & set(after))
         fresh = await self._fresh_runners([after[name] for name in sorted(restart)])
-        replaced = [self.runners[name] for name in restart | (set(before) - set(after)) if name in self.runners]
+        # Only the old config's functions: a runner of a removed function may still be retiring.
+        replaced = {name: self.runners[name] for name in restart | (set(before) - set(after))
+                    if name in before and name in self.runners}
         hub_changed = new.hub != old.hub
         if hub_changed:
             await self._drain_all(old.shutdown.timeout)
             await self._disconnect_all()
-        for name in set(before) - set(after):
-            del self.runners[name]
-        self.runners.update(fresh)
+        self.runners.update(fresh)  # a removed function's runner stays until retired: old routes may retry
         self.config = new
         if hub_changed:
             if new.hub.embedded != old.hub.embedded or new.hub.port != old.hub.port:
@@ -221,8 +238,8 @@ class Manager:
             await self._connect_all()
         else:
             await self._rewire(old, new)
-        for runner in replaced:
-            self._retire(runner)
+        for name, runner in replaced.items():
+            self._retire(name, runner)
         await self._reconfigure_server(old, new)
         if new.logger != old.logger:
             logs.configure(new.logger)
