@@ -105,7 +105,11 @@ class Reloader:
             roots = self._roots()
             log.info("watching %s", ", ".join(str(root) for root in roots))
             async for changes in awatch(*roots, watch_filter=ChangeFilter(), debounce=DEBOUNCE_MS, step=STEP_MS):
-                await self.apply({Path(path) for _, path in changes})
+                log.debug("changes: %s", sorted((change.name, path) for change, path in changes))
+                try:
+                    await self.apply({Path(path) for _, path in changes})
+                except Exception:  # the watcher's failure would cancel the manager it runs beside
+                    log.exception("reload failed unexpectedly; the manager keeps what was applied (save again to retry)")
                 if self._roots() != roots:
                     break  # the config moved a codedir: watch the new set
 
@@ -125,7 +129,12 @@ class Reloader:
             return
         before = {function.name: function for function in current.functions}
         staged = [f for f in new.functions if f.codedir and (f.name in code_changed or before.get(f.name) != f)]
-        await asyncio.to_thread(lambda: [self.snapshots.take(function) for function in staged])
+        try:
+            await asyncio.to_thread(lambda: [self.snapshots.take(function) for function in staged])
+        except OSError as exc:  # a codedir removed or renamed mid-edit (branch switch, rm -r)
+            self.snapshots.discard()
+            log.error("cannot snapshot the changed code, the last good version keeps serving: %s", exc)
+            return
         try:
             await self.manager.reconfigure(new, code_changed)
         except ReloadError as exc:
