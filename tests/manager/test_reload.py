@@ -1,0 +1,496 @@
+"""``edgefn dev``: hot reload of a function's code (issue #6 point 1), on a real mosquitto.
+
+Every test copies the fixture function into its own folder, runs a real
+``edgefn dev`` on it and edits the copy on disk the way an editor would. Waits
+poll for the new version's answer with a deadline; nothing sleeps to "let the
+reload happen".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import grpc.aio
+import orjson
+import pytest
+
+from support.broker import Mosquitto
+from support.manager import FUNCTIONS, ManagerProcess, write_config
+from support.mqtt import Probe
+
+from edgefn.wire import function_pb2, function_pb2_grpc
+
+pytestmark = pytest.mark.timeout(90)
+
+Result = dict[str, object]
+
+
+def copy_fixture(folder: Path, name: str = "fn", case: str = "reload_version") -> Path:
+    """A private copy of ``tests/functions/<case>``: tests edit copies, never the fixture."""
+    target = folder / name
+    shutil.copytree(FUNCTIONS / case, target, ignore=shutil.ignore_patterns("__pycache__"))
+    return target
+
+
+def source(version: int, extra: str = "") -> str:
+    """The fixture's index.py with ``VERSION = version``, and ``extra`` appended."""
+    text = (FUNCTIONS / "reload_version" / "index.py").read_text()
+    return re.sub(r"^VERSION = .*$", f"VERSION = {version}", text, flags=re.M) + extra
+
+
+def save(codedir: Path, version: int, *, extra: str = "") -> None:
+    """Save index.py in place (open, truncate, write), as a plain ``>`` or many editors do."""
+    (codedir / "index.py").write_text(source(version, extra))
+
+
+def save_by_rename(codedir: Path, version: int) -> None:
+    """Save as vim/VS Code/JetBrains do: write a hidden temp file, then rename it over the original."""
+    temp = codedir / ".index.py.edgefn-save"
+    temp.write_text(source(version))
+    os.replace(temp, codedir / "index.py")
+
+
+def function(name: str, codedir: Path, **extra: object) -> dict:
+    return {"name": name, "runtime": "python", "handler": "index.handler", "codedir": str(codedir), **extra}
+
+
+def rule(topic: str, name: str, **extra: object) -> dict:
+    """A QoS 1 rule: ``<topic>/<name>/in`` → function ``name`` → ``<topic>/<name>/out``."""
+    return {
+        "subscribe": {"topic": f"{topic}/{name}/in", "qos": 1},
+        "function": {"name": name},
+        "publish": {"topic": f"{topic}/{name}/out", "qos": 1},
+        **extra,
+    }
+
+
+def hub(broker: Mosquitto) -> dict:
+    return {"address": broker.address, "clientid": f"reload-{uuid.uuid4().hex[:6]}"}
+
+
+@dataclass
+class Dev:
+    """A running ``edgefn dev`` and the files it watches."""
+
+    folder: Path
+    config: Path
+    manager: ManagerProcess
+    port: int
+
+    def reloads(self) -> int:
+        """How many reloads the manager has applied so far."""
+        return sum(1 for line in list(self.manager.lines) if "edgefn.manager: reloaded " in line)
+
+    def rewrite(self, document: dict) -> None:
+        write_config(self.folder, document, self.config.name)
+
+
+def start_dev(folder: Path, document: dict, port: int) -> Dev:
+    """Write the config, start ``edgefn dev`` and wait until its watcher runs (blocking)."""
+    config = write_config(folder, document)
+    manager = ManagerProcess(config, command="dev")
+    try:
+        manager.wait_ready(60)
+        manager.wait_for_log("edgefn.reload: watching")
+    except BaseException:
+        manager.kill()
+        raise
+    # The reloader logs "watching" right before watchfiles creates its inotify
+    # watches, and nothing marks the moment they exist: give it a moment.
+    time.sleep(0.2)
+    return Dev(folder, config, manager, port)
+
+
+Start = Callable[[dict], Awaitable[Dev]]
+
+
+@pytest.fixture
+def dev_factory(tmp_path: Path, mosquitto: Mosquitto) -> Iterator[Start]:
+    """Start ``edgefn dev`` on a document; the manager must stop cleanly (exit 0) after the test."""
+    started: list[Dev] = []
+
+    async def start(document: dict) -> Dev:
+        dev = await asyncio.to_thread(start_dev, tmp_path, document, mosquitto.port)
+        started.append(dev)
+        return dev
+
+    yield start
+    for dev in started:
+        code = dev.manager.stop()
+        assert code == 0, dev.manager.log
+
+
+async def ask(dev: Dev, probe: Probe, topic: str, want: Callable[[Result], bool], timeout: float = 20.0) -> Result:
+    """Send a request every 100 ms until an answer on ``topic/out`` satisfies ``want``; return it."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    number = 0
+    while loop.time() < deadline:
+        number += 1
+        await probe.publish(f"{topic}/in", orjson.dumps({"n": f"ask-{number}"}), qos=1)
+        try:
+            while True:
+                message = await probe.next(timeout=0.1)
+                result = orjson.loads(message.payload)
+                if message.topic.matches(f"{topic}/out") and want(result):
+                    return result
+        except TimeoutError:
+            continue
+    raise AssertionError(f"no answer on {topic}/out satisfied the predicate within {timeout}s:\n"
+                         f"{dev.manager.log}")
+
+
+async def answers(probe: Probe, numbers: set[int], timeout: float = 30.0) -> dict[int, Result]:
+    """The answers to the requests numbered ``numbers`` (ignoring stray answers to ``ask``'s polls)."""
+    found: dict[int, Result] = {}
+    async with asyncio.timeout(timeout):
+        while found.keys() != numbers:
+            result = orjson.loads((await probe.next(timeout=timeout)).payload)
+            if result.get("n") in numbers:
+                found[int(result["n"])] = result  # type: ignore[call-overload]
+    return found
+
+
+def version(number: int) -> Callable[[Result], bool]:
+    return lambda result: result.get("version") == number
+
+
+async def wait_log(dev: Dev, text: str, timeout: float = 20.0) -> str:
+    return await asyncio.to_thread(dev.manager.wait_for_log, text, timeout)
+
+
+# -- code changes ----------------------------------------------------------------
+
+
+async def test_code_change_is_served_by_new_instances_in_the_same_manager(
+    dev_factory: Start, mosquitto: Mosquitto, tmp_path: Path, topic: str
+) -> None:
+    code = copy_fixture(tmp_path)
+    dev = await dev_factory({"hub": hub(mosquitto), "rules": [rule(topic, "v")], "functions": [function("v", code)]})
+    manager_pid = dev.manager.process.pid
+    async with Probe(dev.port, [f"{topic}/v/out"]) as probe:
+        first = await ask(dev, probe, f"{topic}/v", version(1))
+        save(code, 2)
+        second = await ask(dev, probe, f"{topic}/v", version(2))
+    assert second["pid"] != first["pid"], "a code change must start new instances"
+    assert dev.manager.process.pid == manager_pid and dev.manager.process.poll() is None
+    assert dev.reloads() == 1, dev.manager.log
+
+
+async def test_editor_save_by_rename_is_picked_up(dev_factory: Start, mosquitto: Mosquitto, tmp_path: Path, topic: str) -> None:
+    code = copy_fixture(tmp_path)
+    dev = await dev_factory({"hub": hub(mosquitto), "rules": [rule(topic, "v")], "functions": [function("v", code)]})
+    async with Probe(dev.port, [f"{topic}/v/out"]) as probe:
+        await ask(dev, probe, f"{topic}/v", version(1))
+        save_by_rename(code, 2)
+        await ask(dev, probe, f"{topic}/v", version(2))
+        save_by_rename(code, 3)  # the renamed-over file is watched too, not only the first one
+        await ask(dev, probe, f"{topic}/v", version(3))
+
+
+async def test_dotfiles_swap_files_bytecode_and_node_modules_trigger_no_reload(
+    dev_factory: Start, mosquitto: Mosquitto, tmp_path: Path, topic: str
+) -> None:
+    code = copy_fixture(tmp_path)
+    (code / "node_modules" / "dep").mkdir(parents=True)
+    dev = await dev_factory({"hub": hub(mosquitto), "rules": [rule(topic, "v")], "functions": [function("v", code)]})
+    async with Probe(dev.port, [f"{topic}/v/out"]) as probe:
+        save(code, 2)  # a real change first: the watcher demonstrably works
+        before = await ask(dev, probe, f"{topic}/v", version(2))
+        assert dev.reloads() == 1
+        (code / ".hidden").write_text("x")
+        (code / ".index.py.swp").write_bytes(b"vim swap")
+        (code / "index.py.swx").write_bytes(b"vim swap")
+        (code / "index.py~").write_text("backup")
+        (code / "4913").write_text("")  # vim's probe file
+        (code / "__pycache__").mkdir(exist_ok=True)
+        (code / "__pycache__" / "index.cpython-311.pyc").write_bytes(b"\0" * 16)
+        (code / "node_modules" / "dep" / "index.js").write_text("module.exports = 1")
+        (dev.folder / ".edgefn.yml.swp").write_bytes(b"swap of the config")
+        # Long enough for an unfiltered batch (50 ms debounce) to be reloaded and logged.
+        await asyncio.sleep(1.0)
+        after = await ask(dev, probe, f"{topic}/v", version(2))
+        save(code, 3)  # and the watcher still works: exactly one more reload
+        await ask(dev, probe, f"{topic}/v", version(3))
+    assert after["pid"] == before["pid"], "an ignored file restarted the function"
+    assert dev.reloads() == 2, dev.manager.log
+
+
+@pytest.mark.parametrize(
+    ("broken", "error_type"),
+    [
+        ("\ndef oops(:\n    pass\n", "Runtime.UserCodeSyntaxError"),
+        ("\nimport edgefn_no_such_module_here\n", "Runtime.ImportModuleError"),
+    ],
+    ids=["syntax-error", "import-error"],
+)
+async def test_broken_code_keeps_the_last_good_version_serving_even_in_new_instances(
+    dev_factory: Start, mosquitto: Mosquitto, tmp_path: Path, topic: str, broken: str, error_type: str
+) -> None:
+    code = copy_fixture(tmp_path)
+    line = len((code / "index.py").read_text().splitlines()) + 2  # after a blank line
+    dev = await dev_factory({
+        "hub": hub(mosquitto),
+        "rules": [rule(topic, "v")],
+        "functions": [function("v", code, instance={"max": 2, "concurrency": 1})],
+        "logger": {"level": "debug"},
+    })
+    async with Probe(dev.port, [f"{topic}/v/out"]) as probe:
+        await probe.publish(f"{topic}/v/in", orjson.dumps({"n": 100}), qos=1)  # one call: one instance
+        first = (await answers(probe, {100}))[100]
+        save(code, 2, extra=broken)
+        error = await wait_log(dev, "reload failed")
+        detail = dev.manager.log[dev.manager.log.index(error):]
+        assert error_type in detail and "index.py" in detail and f"line {line}" in detail, dev.manager.log
+
+        # Two slow calls at once: the second needs a new instance, started after the break.
+        for number in (101, 102):
+            await probe.publish(f"{topic}/v/in", orjson.dumps({"n": number, "sleep": 1.0}), qos=1)
+        results = list((await answers(probe, {101, 102})).values())
+        assert {r["version"] for r in results} == {1}
+        assert {r["pid"] for r in results} > {first["pid"]}, "the second call should have scaled the pool up"
+
+        # Crash replacement: SIGKILL every instance; the replacement runs the last good code too.
+        for pid in {r["pid"] for r in results}:
+            os.kill(int(pid), signal.SIGKILL)  # type: ignore[call-overload]
+        replaced = await ask(dev, probe, f"{topic}/v", lambda r: r["pid"] not in {x["pid"] for x in results} | {first["pid"]})
+        assert replaced["version"] == 1
+
+        save(code, 3)  # fixed: the new version serves
+        await ask(dev, probe, f"{topic}/v", version(3))
+    assert dev.reloads() == 1, dev.manager.log
+
+
+async def test_qos1_stream_through_a_code_reload_loses_nothing(
+    dev_factory: Start, mosquitto: Mosquitto, tmp_path: Path, topic: str
+) -> None:
+    code = copy_fixture(tmp_path)
+    dev = await dev_factory({"hub": hub(mosquitto), "rules": [rule(topic, "v")], "functions": [function("v", code)]})
+    count, interval = 400, 0.005
+    async with Probe(dev.port, [f"{topic}/v/out"]) as probe:
+        await ask(dev, probe, f"{topic}/v", version(1))  # warm: the stream measures the reload, not a cold start
+        for number in range(count):
+            if number == count // 4:
+                save(code, 2)
+            await probe.publish(f"{topic}/v/in", orjson.dumps({"n": number, "stream": True}), qos=1)
+            await asyncio.sleep(interval)
+        seen = await answers(probe, set(range(count)), timeout=60)
+    versions = [seen[n]["version"] for n in range(count)]
+    assert versions[0] == 1 and versions[-1] == 2, versions
+    assert dev.reloads() == 1, dev.manager.log
+
+
+# -- direct calls ------------------------------------------------------------------
+
+
+def grpc_address(dev: Dev) -> str:
+    line = dev.manager.wait_for_log("gRPC server listening on ")
+    return line.split("gRPC server listening on ", 1)[1].split()[0]
+
+
+async def call_grpc(address: str, name: str) -> Result:
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = function_pb2_grpc.FunctionStub(channel)
+        reply = await stub.Call(function_pb2.FunctionMessage(FunctionName=name, Payload=b"{}"), timeout=10)
+    return orjson.loads(reply.Payload)
+
+
+async def test_grpc_server_answers_the_new_code_after_a_reload(
+    dev_factory: Start, mosquitto: Mosquitto, tmp_path: Path, topic: str
+) -> None:
+    code = copy_fixture(tmp_path)
+    dev = await dev_factory({
+        "hub": hub(mosquitto),
+        "server": {"address": "127.0.0.1:0"},
+        "rules": [rule(topic, "v")],
+        "functions": [function("v", code)],
+    })
+    address = grpc_address(dev)
+    assert (await call_grpc(address, "v"))["version"] == 1
+    save(code, 2)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 20
+    while (await call_grpc(address, "v"))["version"] != 2:
+        assert loop.time() < deadline, dev.manager.log
+        await asyncio.sleep(0.05)
+    cli = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "edgefn", "call", "v", "--address", address, "--data", '{"n": 7}'],
+        capture_output=True, timeout=30,
+    )
+    assert cli.returncode == 0, cli.stderr.decode()
+    assert orjson.loads(cli.stdout)["version"] == 2 and orjson.loads(cli.stdout)["n"] == 7
+
+
+
+# -- config changes ------------------------------------------------------------------
+
+
+def watched(tmp_path: Path, *names: str) -> dict[str, Path]:
+    """One copy of the fixture per function name (each function its own codedir)."""
+    return {name: copy_fixture(tmp_path, name) for name in names}
+
+
+async def wait_file(path: Path, timeout: float = 20.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not path.exists():
+            await asyncio.sleep(0.02)
+
+
+@pytest.mark.parametrize("connection", ["shared", "own"])
+async def test_config_change_adds_and_removes_rules_and_a_removed_rule_finishes_its_call(
+    dev_factory: Start, mosquitto: Mosquitto, tmp_path: Path, topic: str, connection: str
+) -> None:
+    code = watched(tmp_path, "keep", "gone", "added")
+    own = {"clientid": f"gone-{uuid.uuid4().hex[:6]}"} if connection == "own" else {}
+    document = {
+        "hub": hub(mosquitto),
+        "rules": [rule(topic, "keep"), rule(topic, "gone", **own)],
+        "functions": [function("keep", code["keep"]), function("gone", code["gone"])],
+        "shutdown": {"timeout": "20s"},
+        "logger": {"level": "debug"},
+    }
+    dev = await dev_factory(document)
+    outputs = [f"{topic}/{name}/out" for name in ("keep", "gone", "added")]
+    async with Probe(dev.port, outputs) as probe:
+        kept = await ask(dev, probe, f"{topic}/keep", version(1))
+        marker = tmp_path / "in-flight"
+        await probe.publish(f"{topic}/gone/in", orjson.dumps({"n": 500, "sleep": 2.0, "touch": str(marker)}), qos=1)
+        await wait_file(marker)
+        dev.rewrite({**document, "rules": [rule(topic, "keep"), rule(topic, "added")],
+                     "functions": [function("keep", code["keep"]), function("added", code["added"])]})
+        # Deliveries racing the unsubscribe must be answered or dropped, never stuck unacknowledged.
+        for number in range(600, 620):
+            await probe.publish(f"{topic}/gone/in", orjson.dumps({"n": number}), qos=1)
+        await wait_log(dev, "reloaded edgefn.yml: rules +1 -1")
+        finished = await answers(probe, {500})
+        assert finished[500]["version"] == 1, "the removed rule's call in flight must finish"
+        await ask(dev, probe, f"{topic}/added", version(1))
+        assert (await ask(dev, probe, f"{topic}/keep", version(1)))["pid"] == kept["pid"], dev.manager.log
+        while True:  # let stragglers of the racing deliveries arrive before asserting silence
+            try:
+                await probe.next(timeout=1.0)
+            except TimeoutError:
+                break
+        await probe.publish(f"{topic}/gone/in", orjson.dumps({"n": 700}), qos=1)
+        await probe.nothing(within=1.5)
+    assert "delivery failed" not in dev.manager.log, dev.manager.log
+
+
+async def test_invalid_config_keeps_the_old_config_and_logs_every_problem_with_its_path(
+    dev_factory: Start, mosquitto: Mosquitto, tmp_path: Path, topic: str
+) -> None:
+    code = watched(tmp_path, "keep")
+    document = {"hub": hub(mosquitto), "rules": [rule(topic, "keep")], "functions": [function("keep", code["keep"])]}
+    dev = await dev_factory(document)
+    async with Probe(dev.port, [f"{topic}/keep/out", f"{topic}/other/out"]) as probe:
+        kept = await ask(dev, probe, f"{topic}/keep", version(1))
+        bad = {**document, "rules": [rule(topic, "keep"), rule(topic, "other")],
+               "functions": [function("keep", code["keep"], instanse={"max": 2})]}
+        dev.rewrite(bad)
+        await wait_log(dev, "has 2 problem(s); the running config stays")
+        assert re.search(r"edgefn\.yml:\d+: functions\[0\]\.instanse: unknown key", dev.manager.log), dev.manager.log
+        assert re.search(r"edgefn\.yml:\d+: rules\[1\]\.function\.name: no function named 'other'", dev.manager.log)
+        dev.config.write_text("rules: [\n")  # not even YAML
+        await wait_log(dev, "has 1 problem(s); the running config stays")
+        assert (await ask(dev, probe, f"{topic}/keep", version(1)))["pid"] == kept["pid"]
+        assert dev.reloads() == 0
+        dev.rewrite({**document, "rules": [rule(topic, "keep"), rule(topic, "other")],
+                     "functions": [function("keep", code["keep"]), function("other", code["keep"])]})
+        await ask(dev, probe, f"{topic}/other", version(1))  # a good config applies at once
+        await wait_log(dev, "reloaded edgefn.yml")
+    assert dev.reloads() == 1, dev.manager.log
+
+
+async def test_untouched_rule_answers_every_message_through_a_config_change(
+    dev_factory: Start, mosquitto: Mosquitto, tmp_path: Path, topic: str
+) -> None:
+    code = watched(tmp_path, "keep", "other")
+    document = {
+        "hub": hub(mosquitto),
+        "rules": [rule(topic, "keep"), rule(topic, "other")],
+        "functions": [function("keep", code["keep"]), function("other", code["other"], env={"MARK": "a"})],
+    }
+    dev = await dev_factory(document)
+    count = 200
+    async with Probe(dev.port, [f"{topic}/keep/out"]) as probe:
+        await ask(dev, probe, f"{topic}/keep", version(1))
+        for number in range(count):
+            if number == count // 4:
+                dev.rewrite({**document, "rules": [*document["rules"], rule(topic, "added", function={"name": "other"})],
+                             "functions": [function("keep", code["keep"]),
+                                           function("other", code["other"], env={"MARK": "b"})]})
+            await probe.publish(f"{topic}/keep/in", orjson.dumps({"n": number}), qos=1)
+            await asyncio.sleep(0.01)
+        seen = await answers(probe, set(range(count)))
+        await wait_log(dev, "functions restarted: other")
+    assert len({result["pid"] for result in seen.values()}) == 1, "the untouched rule's function restarted"
+    assert dev.reloads() == 1, dev.manager.log
+
+
+@pytest.fixture
+def short_folder() -> Iterator[Path]:
+    folder = Path(tempfile.mkdtemp(prefix="ef-"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+async def test_env_server_and_hub_changes_restart_what_they_touch(
+    short_folder: Path, dev_factory: Start, mosquitto: Mosquitto, tmp_path: Path, topic: str
+) -> None:
+    code = watched(tmp_path, "v")
+    document = {
+        "hub": hub(mosquitto),
+        "server": {"address": "127.0.0.1:0"},
+        "rules": [rule(topic, "v")],
+        "functions": [function("v", code["v"], env={"MARK": "a"})],
+    }
+    dev = await dev_factory(document)
+    address = grpc_address(dev)
+    async with Probe(dev.port, [f"{topic}/v/out"]) as probe:
+        first = await ask(dev, probe, f"{topic}/v", lambda r: r["mark"] == "a")
+        document = {**document, "functions": [function("v", code["v"], env={"MARK": "b"})]}
+        dev.rewrite(document)
+        second = await ask(dev, probe, f"{topic}/v", lambda r: r["mark"] == "b")
+        assert second["pid"] != first["pid"]
+
+        socket = short_folder / "s.sock"  # unix socket paths are limited to 107 bytes
+        document = {**document, "server": {"address": f"unix://{socket}"}}
+        dev.rewrite(document)
+        await wait_log(dev, f"gRPC server listening on unix://{socket}")
+        assert (await call_grpc(f"unix://{socket}", "v"))["mark"] == "b"
+        with pytest.raises(grpc.aio.AioRpcError):
+            await call_grpc(address, "v")  # the old address is closed
+
+        dev.rewrite({**document, "hub": {**document["hub"], "clientid": f"reload-{uuid.uuid4().hex[:6]}"}})
+        await wait_log(dev, "hub reconnected")
+        third = await ask(dev, probe, f"{topic}/v", lambda r: r["mark"] == "b")
+        assert third["pid"] == second["pid"], "a hub change reconnects rules, it does not restart functions"
+    assert dev.reloads() == 3, dev.manager.log
+
+
+async def test_a_codedir_that_vanishes_keeps_the_last_good_version_serving(
+    dev_factory: Start, mosquitto: Mosquitto, tmp_path: Path, topic: str
+) -> None:
+    code = copy_fixture(tmp_path)
+    dev = await dev_factory({"hub": hub(mosquitto), "rules": [rule(topic, "v")], "functions": [function("v", code)]})
+    async with Probe(dev.port, [f"{topic}/v/out"]) as probe:
+        first = await ask(dev, probe, f"{topic}/v", version(1))
+        shutil.rmtree(code)  # a branch switch, a mistaken rm -r
+        await wait_log(dev, "cannot snapshot")
+        assert (await ask(dev, probe, f"{topic}/v", version(1)))["pid"] == first["pid"]
+        shutil.copytree(FUNCTIONS / "reload_version", code, ignore=shutil.ignore_patterns("__pycache__"))
+        save(code, 2)
+        await ask(dev, probe, f"{topic}/v", version(2))
