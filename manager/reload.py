@@ -105,7 +105,6 @@ class Reloader:
             roots = self._roots()
             log.info("watching %s", ", ".join(str(root) for root in roots))
             async for changes in awatch(*roots, watch_filter=ChangeFilter(), debounce=DEBOUNCE_MS, step=STEP_MS):
-                log.debug("changes: %s", sorted((change.name, path) for change, path in changes))
                 try:
                     await self.apply({Path(path) for _, path in changes})
                 except Exception:  # the watcher's failure would cancel the manager it runs beside
@@ -123,7 +122,8 @@ class Reloader:
             if function.codedir is not None and any(path.is_relative_to(function.codedir) for path in paths)
         }
         if not config_changed and not code_changed:
-            return
+            return  # e.g. a log file beside the config: logging about it here would feed a loop
+        log.debug("changed: %s", ", ".join(sorted(str(path) for path in paths)))
         new = await self._load(current) if config_changed else current
         if new is None:
             return

@@ -206,7 +206,11 @@ async def test_dotfiles_swap_files_bytecode_and_node_modules_trigger_no_reload(
 ) -> None:
     code = copy_fixture(tmp_path)
     (code / "node_modules" / "dep").mkdir(parents=True)
-    dev = await dev_factory({"hub": hub(mosquitto), "rules": [rule(topic, "v")], "functions": [function("v", code)]})
+    dev = await dev_factory({
+        "hub": hub(mosquitto), "rules": [rule(topic, "v")], "functions": [function("v", code)],
+        # A log file beside the config changes with every line: it must not feed the reloader.
+        "logger": {"level": "debug", "path": str(tmp_path / "edgefn.log")},
+    })
     async with Probe(dev.port, [f"{topic}/v/out"]) as probe:
         save(code, 2)  # a real change first: the watcher demonstrably works
         before = await ask(dev, probe, f"{topic}/v", version(2))
@@ -227,6 +231,7 @@ async def test_dotfiles_swap_files_bytecode_and_node_modules_trigger_no_reload(
         await ask(dev, probe, f"{topic}/v", version(3))
     assert after["pid"] == before["pid"], "an ignored file restarted the function"
     assert dev.reloads() == 2, dev.manager.log
+    assert sum("edgefn.reload: changed: " in line for line in dev.manager.lines) == 2, dev.manager.log
 
 
 @pytest.mark.parametrize(
