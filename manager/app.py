@@ -228,6 +228,7 @@ class Manager:
         hub_changed = new.hub != old.hub
         if hub_changed:
             await self._drain_all(old.shutdown.timeout)
+            await self._unsubscribe_stale(old, new)
             await self._disconnect_all()
         self.runners.update(fresh)  # a removed function's runner stays until retired: old routes may retry
         self.config = new
@@ -283,6 +284,22 @@ class Manager:
                     await hub.subscribe(topic, qos)
         for clientid in before.keys() - after.keys():
             await self._close(clientid, {rule.subscribe.topic for rule in before[clientid]})
+
+    async def _unsubscribe_stale(self, old: Config, new: Config) -> None:
+        """Before a hub change disconnects every rule: drop the subscriptions ``new`` no longer has.
+
+        A persistent session (cleansession false) would otherwise keep them at
+        the broker, which queues messages for them.
+        """
+        after = _by_clientid(new)
+        for clientid, rules in _by_clientid(old).items():
+            if clientid not in self.connections:
+                continue
+            hub = self.connections[clientid][0]
+            wanted = {rule.subscribe.topic for rule in after.get(clientid, [])}
+            for topic in {rule.subscribe.topic for rule in rules} - wanted:
+                with contextlib.suppress(HubError):
+                    await hub.unsubscribe(topic)
 
     async def _reconfigure_server(self, old: Config, new: Config) -> None:
         if new.server != old.server:

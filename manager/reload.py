@@ -108,7 +108,7 @@ class Reloader:
                 try:
                     await self.apply({Path(path) for _, path in changes})
                 except Exception:  # the watcher's failure would cancel the manager it runs beside
-                    log.exception("reload failed unexpectedly; the manager keeps what was applied (save again to retry)")
+                    log.exception("reload failed unexpectedly; what was applied stays (save again to retry)")
                 if self._roots() != roots:
                     break  # the config moved a codedir: watch the new set
 

@@ -9,19 +9,20 @@ reload happen".
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import aiomqtt
 import grpc
 import grpc.aio
 import orjson
@@ -149,8 +150,7 @@ async def ask(dev: Dev, probe: Probe, topic: str, want: Callable[[Result], bool]
                     return result
         except TimeoutError:
             continue
-    raise AssertionError(f"no answer on {topic}/out satisfied the predicate within {timeout}s:\n"
-                         f"{dev.manager.log}")
+    raise AssertionError(f"no answer on {topic}/out satisfied the predicate in {timeout}s:\n{dev.manager.log}")
 
 
 async def answers(probe: Probe, numbers: set[int], timeout: float = 30.0) -> dict[int, Result]:
@@ -190,7 +190,9 @@ async def test_code_change_is_served_by_new_instances_in_the_same_manager(
     assert dev.reloads() == 1, dev.manager.log
 
 
-async def test_editor_save_by_rename_is_picked_up(dev_factory: Start, mosquitto: Mosquitto, tmp_path: Path, topic: str) -> None:
+async def test_editor_save_by_rename_is_picked_up(
+    dev_factory: Start, mosquitto: Mosquitto, tmp_path: Path, topic: str
+) -> None:
     code = copy_fixture(tmp_path)
     dev = await dev_factory({"hub": hub(mosquitto), "rules": [rule(topic, "v")], "functions": [function("v", code)]})
     async with Probe(dev.port, [f"{topic}/v/out"]) as probe:
@@ -247,12 +249,8 @@ async def test_broken_code_keeps_the_last_good_version_serving_even_in_new_insta
 ) -> None:
     code = copy_fixture(tmp_path)
     line = len((code / "index.py").read_text().splitlines()) + 2  # after a blank line
-    dev = await dev_factory({
-        "hub": hub(mosquitto),
-        "rules": [rule(topic, "v")],
-        "functions": [function("v", code, instance={"max": 2, "concurrency": 1})],
-        "logger": {"level": "debug"},
-    })
+    dev = await dev_factory({"hub": hub(mosquitto), "rules": [rule(topic, "v")], "logger": {"level": "debug"},
+                             "functions": [function("v", code, instance={"max": 2, "concurrency": 1})]})
     async with Probe(dev.port, [f"{topic}/v/out"]) as probe:
         await probe.publish(f"{topic}/v/in", orjson.dumps({"n": 100}), qos=1)  # one call: one instance
         first = (await answers(probe, {100}))[100]
@@ -271,8 +269,8 @@ async def test_broken_code_keeps_the_last_good_version_serving_even_in_new_insta
         # Crash replacement: SIGKILL every instance; the replacement runs the last good code too.
         for pid in {r["pid"] for r in results}:
             os.kill(int(pid), signal.SIGKILL)  # type: ignore[call-overload]
-        replaced = await ask(dev, probe, f"{topic}/v", lambda r: r["pid"] not in {x["pid"] for x in results} | {first["pid"]})
-        assert replaced["version"] == 1
+        known = {first["pid"], *(r["pid"] for r in results)}
+        assert (await ask(dev, probe, f"{topic}/v", lambda r: r["pid"] not in known))["version"] == 1
 
         save(code, 3)  # fixed: the new version serves
         await ask(dev, probe, f"{topic}/v", version(3))
@@ -302,8 +300,7 @@ async def test_qos1_stream_through_a_code_reload_loses_nothing(
 
 
 def grpc_address(dev: Dev) -> str:
-    line = dev.manager.wait_for_log("gRPC server listening on ")
-    return line.split("gRPC server listening on ", 1)[1].split()[0]
+    return dev.manager.wait_for_log("gRPC server listening on ").split(" listening on ", 1)[1].split()[0]
 
 
 async def call_grpc(address: str, name: str) -> Result:
@@ -317,12 +314,8 @@ async def test_grpc_server_answers_the_new_code_after_a_reload(
     dev_factory: Start, mosquitto: Mosquitto, tmp_path: Path, topic: str
 ) -> None:
     code = copy_fixture(tmp_path)
-    dev = await dev_factory({
-        "hub": hub(mosquitto),
-        "server": {"address": "127.0.0.1:0"},
-        "rules": [rule(topic, "v")],
-        "functions": [function("v", code)],
-    })
+    dev = await dev_factory({"hub": hub(mosquitto), "server": {"address": "127.0.0.1:0"},
+                             "rules": [rule(topic, "v")], "functions": [function("v", code)]})
     address = grpc_address(dev)
     assert (await call_grpc(address, "v"))["version"] == 1
     save(code, 2)
@@ -339,7 +332,6 @@ async def test_grpc_server_answers_the_new_code_after_a_reload(
     assert orjson.loads(cli.stdout)["version"] == 2 and orjson.loads(cli.stdout)["n"] == 7
 
 
-
 # -- config changes ------------------------------------------------------------------
 
 
@@ -348,32 +340,24 @@ def watched(tmp_path: Path, *names: str) -> dict[str, Path]:
     return {name: copy_fixture(tmp_path, name) for name in names}
 
 
-async def wait_file(path: Path, timeout: float = 20.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not path.exists():
-            await asyncio.sleep(0.02)
-
-
 @pytest.mark.parametrize("connection", ["shared", "own"])
 async def test_config_change_adds_and_removes_rules_and_a_removed_rule_finishes_its_call(
     dev_factory: Start, mosquitto: Mosquitto, tmp_path: Path, topic: str, connection: str
 ) -> None:
     code = watched(tmp_path, "keep", "gone", "added")
     own = {"clientid": f"gone-{uuid.uuid4().hex[:6]}"} if connection == "own" else {}
-    document = {
-        "hub": hub(mosquitto),
-        "rules": [rule(topic, "keep"), rule(topic, "gone", **own)],
-        "functions": [function("keep", code["keep"]), function("gone", code["gone"])],
-        "shutdown": {"timeout": "20s"},
-        "logger": {"level": "debug"},
-    }
+    document = {"hub": hub(mosquitto), "rules": [rule(topic, "keep"), rule(topic, "gone", **own)],
+                "functions": [function("keep", code["keep"]), function("gone", code["gone"])],
+                "shutdown": {"timeout": "20s"}, "logger": {"level": "debug"}}
     dev = await dev_factory(document)
     outputs = [f"{topic}/{name}/out" for name in ("keep", "gone", "added")]
     async with Probe(dev.port, outputs) as probe:
         kept = await ask(dev, probe, f"{topic}/keep", version(1))
         marker = tmp_path / "in-flight"
         await probe.publish(f"{topic}/gone/in", orjson.dumps({"n": 500, "sleep": 2.0, "touch": str(marker)}), qos=1)
-        await wait_file(marker)
+        async with asyncio.timeout(20):
+            while not marker.exists():  # the call is in flight
+                await asyncio.sleep(0.02)
         dev.rewrite({**document, "rules": [rule(topic, "keep"), rule(topic, "added")],
                      "functions": [function("keep", code["keep"]), function("added", code["added"])]})
         # Deliveries racing the unsubscribe must be answered or dropped, never stuck unacknowledged.
@@ -423,18 +407,16 @@ async def test_untouched_rule_answers_every_message_through_a_config_change(
     dev_factory: Start, mosquitto: Mosquitto, tmp_path: Path, topic: str
 ) -> None:
     code = watched(tmp_path, "keep", "other")
-    document = {
-        "hub": hub(mosquitto),
-        "rules": [rule(topic, "keep"), rule(topic, "other")],
-        "functions": [function("keep", code["keep"]), function("other", code["other"], env={"MARK": "a"})],
-    }
+    document = {"hub": hub(mosquitto), "rules": [rule(topic, "keep"), rule(topic, "other")],
+                "functions": [function("keep", code["keep"]), function("other", code["other"], env={"MARK": "a"})]}
     dev = await dev_factory(document)
     count = 200
     async with Probe(dev.port, [f"{topic}/keep/out"]) as probe:
         await ask(dev, probe, f"{topic}/keep", version(1))
         for number in range(count):
             if number == count // 4:
-                dev.rewrite({**document, "rules": [*document["rules"], rule(topic, "added", function={"name": "other"})],
+                added = rule(topic, "added", function={"name": "other"})
+                dev.rewrite({**document, "rules": [*document["rules"], added],
                              "functions": [function("keep", code["keep"]),
                                            function("other", code["other"], env={"MARK": "b"})]})
             await probe.publish(f"{topic}/keep/in", orjson.dumps({"n": number}), qos=1)
@@ -445,23 +427,12 @@ async def test_untouched_rule_answers_every_message_through_a_config_change(
     assert dev.reloads() == 1, dev.manager.log
 
 
-@pytest.fixture
-def short_folder() -> Iterator[Path]:
-    folder = Path(tempfile.mkdtemp(prefix="ef-"))
-    yield folder
-    shutil.rmtree(folder, ignore_errors=True)
-
-
 async def test_env_server_and_hub_changes_restart_what_they_touch(
-    short_folder: Path, dev_factory: Start, mosquitto: Mosquitto, tmp_path: Path, topic: str
+    dev_factory: Start, mosquitto: Mosquitto, tmp_path: Path, topic: str
 ) -> None:
     code = watched(tmp_path, "v")
-    document = {
-        "hub": hub(mosquitto),
-        "server": {"address": "127.0.0.1:0"},
-        "rules": [rule(topic, "v")],
-        "functions": [function("v", code["v"], env={"MARK": "a"})],
-    }
+    document = {"hub": hub(mosquitto), "server": {"address": "127.0.0.1:0"}, "rules": [rule(topic, "v")],
+                "functions": [function("v", code["v"], env={"MARK": "a"})]}
     dev = await dev_factory(document)
     address = grpc_address(dev)
     async with Probe(dev.port, [f"{topic}/v/out"]) as probe:
@@ -471,7 +442,7 @@ async def test_env_server_and_hub_changes_restart_what_they_touch(
         second = await ask(dev, probe, f"{topic}/v", lambda r: r["mark"] == "b")
         assert second["pid"] != first["pid"]
 
-        socket = short_folder / "s.sock"  # unix socket paths are limited to 107 bytes
+        socket = tmp_path / "s.sock"
         document = {**document, "server": {"address": f"unix://{socket}"}}
         dev.rewrite(document)
         await wait_log(dev, f"gRPC server listening on unix://{socket}")
@@ -499,3 +470,31 @@ async def test_a_codedir_that_vanishes_keeps_the_last_good_version_serving(
         shutil.copytree(FUNCTIONS / "reload_version", code, ignore=shutil.ignore_patterns("__pycache__"))
         save(code, 2)
         await ask(dev, probe, f"{topic}/v", version(2))
+
+
+@pytest.mark.parametrize("hub_change", [False, True], ids=["rules-only", "with-hub-change"])
+async def test_a_removed_rule_leaves_no_subscription_in_the_persistent_session(
+    dev_factory: Start, mosquitto: Mosquitto, tmp_path: Path, topic: str, hub_change: bool
+) -> None:
+    code = watched(tmp_path, "keep", "gone")
+    document = {"hub": {**hub(mosquitto), "cleansession": False}, "rules": [rule(topic, "keep"), rule(topic, "gone")],
+                "functions": [function("keep", code["keep"]), function("gone", code["gone"])]}
+    dev = await dev_factory(document)
+    changed = {**document, "rules": [rule(topic, "keep")], "functions": [function("keep", code["keep"])]}
+    if hub_change:
+        changed["hub"] = {**document["hub"], "keepalive": "30s"}
+    dev.rewrite(changed)
+    await wait_log(dev, "reloaded edgefn.yml: rules +0 -1")
+    assert await asyncio.to_thread(dev.manager.stop) == 0, dev.manager.log
+    # The session outlives the manager: whatever it is still subscribed to is queued for it.
+    async with Probe(dev.port) as probe:
+        await probe.publish(f"{topic}/gone/in", b'"stale"', qos=1)
+        await probe.publish(f"{topic}/keep/in", b'"kept"', qos=1)
+    session = aiomqtt.Client("127.0.0.1", dev.port, identifier=document["hub"]["clientid"], clean_session=False)
+    async with session:
+        received = []
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(1.5):
+                async for message in session.messages:
+                    received.append(str(message.topic))
+    assert received == [f"{topic}/keep/in"]
