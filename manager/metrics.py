@@ -19,7 +19,7 @@ log = logging.getLogger("edgefn.metrics")
 LATENCY_WINDOW = 2048
 
 
-@dataclass
+@dataclass(slots=True)
 class FunctionStats:
     """Counters for one function. ``live``/``busy``/``queued`` are read from its pool."""
 
@@ -27,9 +27,11 @@ class FunctionStats:
     calls: int = 0
     errors: int = 0
     timeouts: int = 0
-    crashes: int = 0
-    cold_starts: int = 0
-    dropped: int = 0
+    crashes: int = 0  # instances that died on their own
+    oom_kills: int = 0  # instances killed above instance.memory
+    cold_starts: int = 0  # instances started on demand (a call waited for them)
+    start_failures: int = 0  # starts that failed (load error, starttimeout)
+    dropped: int = 0  # QoS 0 inputs dropped with the function's queue full
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
     gauges: Callable[[], tuple[int, int, int]] = lambda: (0, 0, 0)
 
@@ -53,7 +55,9 @@ class FunctionStats:
             "errors": self.errors,
             "timeouts": self.timeouts,
             "crashes": self.crashes,
+            "oom_kills": self.oom_kills,
             "cold_starts": self.cold_starts,
+            "start_failures": self.start_failures,
             "dropped": self.dropped,
             "p50_ms": round(_percentile(ordered, 0.50) * 1000, 2),
             "p99_ms": round(_percentile(ordered, 0.99) * 1000, 2),

@@ -3,14 +3,19 @@
 ``min`` instances start with the pool; more start on demand up to ``max``; an
 instance idle longer than ``idletime`` is stopped (checked every ``evicttime``),
 never below ``min``. At most ``max × concurrency`` calls are in flight; the rest
-wait for a slot. Dead, hung and oversized instances are replaced; a handler
-that cannot load fails calls at once while respawns back off.
+wait for a slot. Dead, hung and oversized instances are replaced.
+
+Failing starts back off: a handler that cannot load fails calls at once with
+its load fault while respawns wait 500 ms, then twice as long each time, up to
+``backoff.max``. Concurrent starts that fail together count as one failure. An
+instance that dies unexpectedly within ``STABLE_AFTER`` of its start backs off
+the ``min`` keeper the same way, so a crash loop is never a hot loop; calls
+still start instances on demand (each is a message's own retry).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 import time
@@ -18,7 +23,7 @@ from pathlib import Path
 
 from edgefn.manager.config import FunctionConfig
 from edgefn.manager.instance import Instance
-from edgefn.manager.launch import instance_env, runtime_argv
+from edgefn.manager.launch import LaunchError, instance_env, runtime_argv
 from edgefn.manager.message import Call
 from edgefn.manager.metrics import FunctionStats
 from edgefn.runtimes import faults
@@ -27,8 +32,13 @@ from edgefn.runtimes.faults import Fault
 log = logging.getLogger("edgefn.pool")
 
 BACKOFF_START = 0.5
+# An instance that lived this long was healthy: its exit resets the backoff.
+STABLE_AFTER = 5.0
 # Resident memory is sampled this often when a function sets instance.memory.
 MEMORY_CHECK_INTERVAL = 0.1
+# Socket names are short and unique across every pool of the manager (a hot
+# reload runs two pools of one function side by side).
+_SOCKET_NUMBERS = itertools.count(1)
 
 
 class Pool:
@@ -41,178 +51,277 @@ class Pool:
         self.stats = stats
         self._socket_dir = socket_dir
         self._limits = function.instance
+        self._concurrency = function.instance.concurrency
+        self._timeout = function.instance.timeout
+        self._argv: list[str] | None = None
         self._instances: list[Instance] = []
         self._starting = 0
         self._slots = asyncio.Semaphore(self._limits.max * self._limits.concurrency)
         self._waiting = 0
-        self._changed = asyncio.Event()
+        self._wakeup: asyncio.Future[None] | None = None  # lenders waiting for an instance
+        self._membership = asyncio.Event()  # an instance left, or a start failed
         self._numbers = itertools.count(1)
         self._load_fault: Fault | None = None
         self._retry_at = 0.0
+        self._penalized_at = float("-inf")
         self._backoff = BACKOFF_START
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[object]] = set()  # housekeeping and starts: cancelled at stop
+        self._leaving: set[asyncio.Task[object]] = set()  # instances stopping or closing: awaited at stop
         self._closing = False
+        self._warned = False
         stats.gauges = self._gauges
+
+    @property
+    def waiting(self) -> int:
+        """Calls waiting for a free slot."""
+        return self._waiting
+
+    @property
+    def instances(self) -> tuple[Instance, ...]:
+        """The live instances (a snapshot)."""
+        return tuple(self._instances)
 
     # -- lifecycle -------------------------------------------------------------
 
     async def start(self) -> None:
-        """Start ``min`` instances (in parallel) and the pool's housekeeping tasks."""
-        await asyncio.gather(*(self._spawn_quietly() for _ in range(self._limits.min)))
-        self._own(self._evict_idle(), "evict")
+        """Start ``min`` instances (in parallel) and the pool's housekeeping tasks.
+
+        Returns when every ``min`` instance is ready or failed to start; failed
+        ones are retried in the background with backoff.
+        """
+        await asyncio.gather(*(self._launch(cold=False) for _ in range(self._limits.min)))
         self._own(self._keep_min(), "keep-min")
+        self._own(self._evict_idle(), "evict")
         if self._limits.memory:
             self._own(self._watch_memory(self._limits.memory), "memory")
 
     async def stop(self, grace: float) -> None:
-        """Stop every instance, letting calls in flight finish within ``grace``."""
+        """Stop every instance, letting calls in flight finish within ``grace``.
+
+        Calls still waiting for an instance fail with ``Runtime.Unavailable``.
+        """
         self._closing = True
+        self._wake()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        await asyncio.gather(*(instance.stop(grace) for instance in list(self._instances)), return_exceptions=True)
-        self._instances.clear()
+        instances, self._instances = self._instances, []
+        await asyncio.gather(
+            *(instance.stop(grace) for instance in instances), *self._leaving, return_exceptions=True
+        )
 
-    def _own(self, coroutine: object, what: str) -> None:
-        task = asyncio.create_task(coroutine, name=f"pool:{self.function.name}:{what}")  # type: ignore[arg-type]
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    def _own(self, coroutine: object, what: str, tasks: set[asyncio.Task[object]] | None = None) -> asyncio.Task[object]:
+        task: asyncio.Task[object] = asyncio.create_task(coroutine, name=f"pool:{self.function.name}:{what}")  # type: ignore[arg-type]
+        owner = self._tasks if tasks is None else tasks
+        owner.add(task)
+        task.add_done_callback(owner.discard)
+        return task
 
     # -- calls -----------------------------------------------------------------
 
     async def call(self, call: Call) -> bytes:
         """Run ``call`` on an instance; return the result payload or raise a ``Fault``."""
-        if len(call.payload) > self._limits.message_max:
-            raise Fault(
-                faults.MESSAGE_TOO_LARGE,
-                f"input of {len(call.payload)} bytes exceeds message.length.max ({self._limits.message_max} bytes)",
-            )
-        self._waiting += 1
+        limit = self.message_max
+        if len(call.payload) > limit:
+            raise Fault(faults.MESSAGE_TOO_LARGE, f"input of {len(call.payload)} bytes exceeds message.length.max ({limit} bytes)")
         started = time.monotonic()
+        self._waiting += 1
         try:
-            async with self._slots:
+            await self._slots.acquire()
+        except BaseException:
+            self._waiting -= 1
+            raise
+        try:
+            try:
+                instance = self._pick() or await self._lend()
+            finally:
                 self._waiting -= 1
-                instance = await self._lend()
-                return await instance.call(call, self._limits.timeout)
+            result = await instance.call(call, self._timeout)
+            if len(result) > limit:  # built-in runtimes check this; a custom one may not
+                raise Fault(faults.MESSAGE_TOO_LARGE, f"result of {len(result)} bytes exceeds message.length.max ({limit} bytes)")
         except Fault as fault:
             if fault.error_type == faults.TIMEOUT:
                 self.stats.timeouts += 1
             self.stats.observe(time.monotonic() - started, True)
             raise
-        else:
-            self.stats.observe(time.monotonic() - started, False)
         finally:
-            self._notify()
-
-    async def _lend(self) -> Instance:
-        """An instance with a free slot: a ready one, else a new one, else wait."""
-        while True:
-            self._raise_load_fault()
-            instance = self._pick()
-            if instance is not None:
-                return instance
-            if len(self._instances) + self._starting < self._limits.max:
-                instance = await self._spawn(cold=True)
-                if instance.in_flight < self._limits.concurrency:
-                    return instance
-                continue
-            changed = self._changed
-            await changed.wait()
+            self._slots.release()
+        self.stats.observe(time.monotonic() - started, False)
+        return result
 
     def _pick(self) -> Instance | None:
         # The least busy ready instance; among equals the most recently used, so
         # that spare instances stay idle long enough to be evicted.
         best: Instance | None = None
+        best_load = limit = self._concurrency
         for instance in self._instances:
-            if not instance.ready or instance.in_flight >= self._limits.concurrency:
+            load = instance.in_flight
+            if load >= limit or not instance.ready:
                 continue
-            if best is None or (instance.in_flight, -instance.last_used) < (best.in_flight, -best.last_used):
-                best = instance
+            if best is None or load < best_load or (load == best_load and instance.last_used > best.last_used):
+                best, best_load = instance, load
         return best
 
-    def _raise_load_fault(self) -> None:
-        if self._load_fault is not None and time.monotonic() < self._retry_at:
+    async def _lend(self) -> Instance:
+        """An instance with a free slot: a ready one, else a new one, else wait."""
+        while True:
+            if self._closing:
+                raise Fault(faults.UNAVAILABLE_FAULT, f"{self.function.name} is shutting down")
+            instance = self._pick()
+            if instance is not None:
+                return instance
+            if self._may_start():
+                # Waited on, not awaited: the start goes on if this caller gives
+                # up, and a start cancelled by stop() is not this caller's cancel.
+                start = self._launch(cold=True)
+                await asyncio.wait((start,))
+                started = None if start.cancelled() else start.result()
+                if isinstance(started, Fault) and not self._instances:
+                    raise _copy(started)
+                continue
             fault = self._load_fault
-            raise Fault(fault.error_type, fault.message, fault.stack)
+            if fault is not None and not self._instances and not self._starting:
+                raise _copy(fault)  # cannot load, backing off: fail at once, don't wait
+            await self._wait()
 
-    def _notify(self) -> None:
-        self._changed.set()
-        self._changed = asyncio.Event()
+    def _may_start(self) -> bool:
+        if len(self._instances) + self._starting >= self._limits.max:
+            return False
+        if self._load_fault is None:
+            return True
+        # Loading failed: one probe at a time, after the backoff.
+        return not self._starting and time.monotonic() >= self._retry_at
+
+    async def _wait(self) -> None:
+        if self._wakeup is None:
+            self._wakeup = asyncio.get_running_loop().create_future()
+        await asyncio.shield(self._wakeup)
+
+    def _wake(self) -> None:
+        """Let lenders look again: a slot freed, an instance came or went, a start failed."""
+        wakeup = self._wakeup
+        if wakeup is not None:
+            self._wakeup = None
+            if not wakeup.done():
+                wakeup.set_result(None)
 
     # -- instances -------------------------------------------------------------
 
-    async def _spawn(self, *, cold: bool = False) -> Instance:
-        """Start one instance; on a load failure, back off and raise the fault."""
-        number = next(self._numbers)
-        name = f"{self.function.name}#{number}"
-        address = f"unix:{self._socket_dir / f'{self.function.name[:40]}-{number}.sock'}"
-        instance = Instance(
-            name=name,
-            argv=runtime_argv(self.function.runtime),
-            cwd=self.function.codedir,
-            env=instance_env(self.function, address),
-            address=address,
-            message_max=self._limits.message_max,
-            on_exit=self._exited,
-        )
-        self._starting += 1
+    def _launch(self, *, cold: bool) -> asyncio.Task[object]:
+        """Start one instance in a task the pool owns (a caller giving up does not stop it)."""
+        self._starting += 1  # now, so that concurrent lenders never start more than max
+        return self._own(self._spawn(cold), "start")
+
+    async def _spawn(self, cold: bool) -> Instance | Fault:
+        """Start one instance; on failure, back off and return the fault."""
+        attempt = time.monotonic()
+        instance: Instance | None = None
         try:
+            instance = await self._new_instance()
             await instance.start(self._limits.starttimeout)
         except Fault as fault:
-            self._failed_to_start(name, fault)
-            raise
+            return self._failed_to_start(instance, fault, attempt)
+        except (OSError, LaunchError) as exc:
+            fault = Fault(faults.UNAVAILABLE_FAULT, f"cannot start the {self.runtime} runtime: {exc}")
+            return self._failed_to_start(instance, fault, attempt)
         finally:
             self._starting -= 1
-        self._load_fault = None
-        self._backoff = BACKOFF_START
         if self._closing:
             await instance.stop(0)
-            raise Fault(faults.UNAVAILABLE_FAULT, f"{self.function.name} is shutting down")
+            return Fault(faults.UNAVAILABLE_FAULT, f"{self.function.name} is shutting down")
+        self._recovered()
         self._instances.append(instance)
         if cold:
             self.stats.cold_starts += 1
-        log.debug("%s started (pid %s)", name, instance.pid)
-        self._notify()
+        if self._concurrency > 1 and instance.concurrent is False and self.runtime == "python" and not self._warned:
+            self._warned = True
+            log.warning("%s: concurrency %d, but its handler is not async: calls queue on each instance",
+                        self.function.name, self._concurrency)
+        log.debug("%s started (pid %s) in %.0f ms", instance.name, instance.pid, (time.monotonic() - attempt) * 1000)
+        self._wake()
         return instance
 
-    async def _spawn_quietly(self) -> None:
-        with contextlib.suppress(Fault):
-            await self._spawn()
-
-    def _failed_to_start(self, name: str, fault: Fault) -> None:
-        self._load_fault = fault
-        self._retry_at = time.monotonic() + self._backoff
-        log.error(
-            "%s failed to start: %s: %s%s (next try in %gs)",
-            name,
-            fault.error_type,
-            fault.message,
-            "".join(f"\n    {frame}" for frame in fault.stack),
-            self._backoff,
+    async def _new_instance(self) -> Instance:
+        if self._argv is None:  # once; finding node runs a subprocess: off the loop
+            node = self.runtime == "node"
+            self._argv = await asyncio.to_thread(runtime_argv, self.runtime) if node else runtime_argv(self.runtime)
+        address = f"unix:{self._socket_dir / f'i{next(_SOCKET_NUMBERS)}.sock'}"
+        return Instance(
+            name=f"{self.function.name}#{next(self._numbers)}",
+            argv=self._argv,
+            cwd=self.function.codedir,
+            env=instance_env(self.function, address),
+            address=address,
+            message_max=self.message_max,
+            on_exit=self._exited,
+            on_free=self._wake,
         )
+
+    def _failed_to_start(self, instance: Instance | None, fault: Fault, attempt: float) -> Fault:
+        self.stats.start_failures += 1
+        self._load_fault = fault
+        if attempt >= self._penalized_at:  # starts that failed together are one failure
+            self._penalize()
+        if not self._closing:
+            name = instance.name if instance else self.function.name
+            stack = "".join(f"\n    {frame}" for frame in fault.stack)
+            log.error("%s failed to start: %s: %s%s (next try in %gs)", name, fault.error_type, fault.message,
+                      stack, max(0.0, self._retry_at - time.monotonic()))
+        self._membership.set()
+        self._wake()
+        return fault
+
+    def _penalize(self) -> None:
+        now = time.monotonic()
+        self._retry_at = now + self._backoff
+        self._penalized_at = now
         self._backoff = min(self._backoff * 2, self._limits.backoff_max)
-        self._notify()
+
+    def _recovered(self) -> None:
+        if self._load_fault is not None:
+            self._load_fault = None
+            self._backoff = BACKOFF_START
 
     def _exited(self, instance: Instance) -> None:
-        if instance in self._instances:
-            self._instances.remove(instance)
-            if not self._closing and not instance.stopping:
-                self.stats.crashes += 1
-                log.warning("%s exited unexpectedly (status %s); it will be replaced", instance.name,
-                            instance.process.returncode if instance.process else None)
-        self._notify()
+        """An instance's process ended (on purpose or not)."""
+        closing = instance.close()
+        self._leaving.add(closing)  # type: ignore[arg-type]
+        closing.add_done_callback(self._leaving.discard)  # type: ignore[arg-type]
+        if instance not in self._instances:
+            return  # retired, never added, or the pool is stopping
+        self._instances.remove(instance)
+        self._wake()
+        self._membership.set()
+        if self._closing or instance.stopping:
+            return
+        reason = instance.kill_reason
+        if reason is None:
+            self.stats.crashes += 1
+            log.warning("%s %s unexpectedly; it will be replaced", instance.name, instance.describe_exit())
+        else:
+            if reason.error_type == faults.OUT_OF_MEMORY:
+                self.stats.oom_kills += 1
+            log.info("%s was killed and will be replaced: %s", instance.name, reason.message)
+        if time.monotonic() - instance.started_at < STABLE_AFTER:
+            self._penalize()  # dying young (a crash loop?): the min keeper backs off
+        else:
+            self._backoff = BACKOFF_START
 
     async def _keep_min(self) -> None:
-        """Keep ``min`` instances alive, respecting the load-failure backoff."""
+        """Keep ``min`` instances alive, respecting the backoff."""
+        membership = self._membership
         while True:
+            membership.clear()
             missing = self._limits.min - len(self._instances) - self._starting
-            if missing > 0 and time.monotonic() >= self._retry_at:
-                await asyncio.gather(*(self._spawn_quietly() for _ in range(missing)))
+            delay = self._retry_at - time.monotonic()
+            if missing > 0 and delay <= 0:
+                await asyncio.gather(*(self._launch(cold=False) for _ in range(missing)))
                 continue
-            changed = self._changed
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(max(0.05, self._retry_at - time.monotonic())):
-                    await changed.wait()
+            try:
+                async with asyncio.timeout(delay if missing > 0 else None):
+                    await membership.wait()
+            except TimeoutError:
+                pass
 
     async def _evict_idle(self) -> None:
         """Every ``evicttime``, stop instances idle longer than ``idletime`` (never below ``min``)."""
@@ -222,31 +331,34 @@ class Pool:
             idle = [i for i in self._instances if i.ready and not i.in_flight and now - i.last_used > self._limits.idletime]
             spare = len(self._instances) - self._limits.min
             for instance in sorted(idle, key=lambda i: i.last_used)[: max(0, spare)]:
+                log.debug("%s evicted after %.1fs idle", instance.name, now - instance.last_used)
                 self._retire(instance)
-                log.debug("%s evicted after %.0fs idle", instance.name, now - instance.last_used)
+            if self._instances and all(now - i.started_at >= STABLE_AFTER for i in self._instances):
+                self._backoff = BACKOFF_START  # healthy for a while: forget past crashes
 
     def _retire(self, instance: Instance) -> None:
-        instance.stopping = True
+        instance.stopping = True  # before anything can see it exit: not a crash
+        instance.ready = False
         self._instances.remove(instance)
-        self._own(instance.stop(self._limits.timeout), f"stop:{instance.name}")
+        self._own(instance.stop(self._timeout), f"stop:{instance.name}", self._leaving)
 
     async def _watch_memory(self, limit: int) -> None:
         """Kill an instance whose resident memory exceeds ``instance.memory``."""
         while True:
             await asyncio.sleep(MEMORY_CHECK_INTERVAL)
-            for instance in list(self._instances):
+            for instance in self._instances:
                 rss = instance.rss()
-                if rss is not None and rss > limit:
+                if rss is not None and rss > limit and instance.kill_reason is None:
                     log.warning("%s uses %d bytes of resident memory, above instance.memory (%d): killed",
                                 instance.name, rss, limit)
                     instance.kill(Fault(faults.OUT_OF_MEMORY,
                                         f"{self.function.name} used more than instance.memory ({limit} bytes)"))
 
-    @property
-    def waiting(self) -> int:
-        """Calls waiting for a free slot."""
-        return self._waiting
-
     def _gauges(self) -> tuple[int, int, int]:
         busy = sum(1 for instance in self._instances if instance.in_flight)
         return len(self._instances), busy, self._waiting
+
+
+def _copy(fault: Fault) -> Fault:
+    """A fresh exception per caller (a raised exception carries its own traceback)."""
+    return Fault(fault.error_type, fault.message, fault.stack, fault.code)

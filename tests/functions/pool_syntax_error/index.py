@@ -1,0 +1,5 @@
+"""Fails to compile."""
+
+
+def handler(event, context)
+    return event
