@@ -19,6 +19,7 @@ import asyncio
 import itertools
 import logging
 import time
+from collections.abc import Coroutine
 from pathlib import Path
 
 from edgefn.manager.config import FunctionConfig
@@ -110,8 +111,9 @@ class Pool:
             *(instance.stop(grace) for instance in instances), *self._leaving, return_exceptions=True
         )
 
-    def _own(self, coroutine: object, what: str, tasks: set[asyncio.Task[object]] | None = None) -> asyncio.Task[object]:
-        task: asyncio.Task[object] = asyncio.create_task(coroutine, name=f"pool:{self.function.name}:{what}")  # type: ignore[arg-type]
+    def _own(self, coroutine: Coroutine[object, object, object], what: str,
+             tasks: set[asyncio.Task[object]] | None = None) -> asyncio.Task[object]:
+        task = asyncio.create_task(coroutine, name=f"pool:{self.function.name}:{what}")
         owner = self._tasks if tasks is None else tasks
         owner.add(task)
         task.add_done_callback(owner.discard)
@@ -123,7 +125,7 @@ class Pool:
         """Run ``call`` on an instance; return the result payload or raise a ``Fault``."""
         limit = self.message_max
         if len(call.payload) > limit:
-            raise Fault(faults.MESSAGE_TOO_LARGE, f"input of {len(call.payload)} bytes exceeds message.length.max ({limit} bytes)")
+            raise _too_large("input", len(call.payload), limit)
         started = time.monotonic()
         self._waiting += 1
         try:
@@ -138,7 +140,7 @@ class Pool:
                 self._waiting -= 1
             result = await instance.call(call, self._timeout)
             if len(result) > limit:  # built-in runtimes check this; a custom one may not
-                raise Fault(faults.MESSAGE_TOO_LARGE, f"result of {len(result)} bytes exceeds message.length.max ({limit} bytes)")
+                raise _too_large("result", len(result), limit)
         except Fault as fault:
             if fault.error_type == faults.TIMEOUT:
                 self.stats.timeouts += 1
@@ -329,7 +331,8 @@ class Pool:
             await asyncio.sleep(self._limits.evicttime)
             now = time.monotonic()
             idle = [i for i in self._instances if i.ready and not i.in_flight and now - i.last_used > self._limits.idletime]
-            spare = len(self._instances) - self._limits.min
+            # Count only ready instances: one being killed is already on its way out.
+            spare = sum(1 for i in self._instances if i.ready) - self._limits.min
             for instance in sorted(idle, key=lambda i: i.last_used)[: max(0, spare)]:
                 log.debug("%s evicted after %.1fs idle", instance.name, now - instance.last_used)
                 self._retire(instance)
@@ -357,6 +360,10 @@ class Pool:
     def _gauges(self) -> tuple[int, int, int]:
         busy = sum(1 for instance in self._instances if instance.in_flight)
         return len(self._instances), busy, self._waiting
+
+
+def _too_large(what: str, size: int, limit: int) -> Fault:
+    return Fault(faults.MESSAGE_TOO_LARGE, f"{what} of {size} bytes exceeds message.length.max ({limit} bytes)")
 
 
 def _copy(fault: Fault) -> Fault:

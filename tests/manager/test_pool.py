@@ -11,6 +11,7 @@ import asyncio
 import logging
 import os
 import signal
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -21,6 +22,7 @@ import orjson
 import pytest
 
 from edgefn.manager.config import FrozenEnv, FunctionConfig, InstanceConfig
+from edgefn.manager.instance import Instance
 from edgefn.manager.message import Call, envelope
 from edgefn.manager.metrics import Metrics
 from edgefn.manager.pool import Pool
@@ -440,3 +442,38 @@ async def test_counters_and_a_periodic_debug_status_line(tmp_path: Path, caplog:
         assert line.levelno == logging.DEBUG and "calls=2" in line.getMessage() and "live=" in line.getMessage()
     finally:
         await pool.stop(2)
+
+
+# -- a runtime that serves only unary Call (Baetyl's contract) --------------------------
+
+
+async def test_a_call_only_runtime_is_called_unary_with_the_same_supervision(tmp_path: Path) -> None:
+    exits: list[Instance] = []
+    address = f"unix:{tmp_path}/unary.sock"
+    env = {"PATH": os.environ.get("PATH", ""), "EDGEFN_INSTANCE_ADDRESS": address}
+    script = FUNCTIONS / "pool_unary_runtime" / "runtime.py"
+
+    def instance() -> Instance:
+        return Instance(name="unary", argv=[sys.executable, str(script)], cwd=tmp_path, env=env, address=address,
+                        message_max=1024 * 1024, on_exit=exits.append)
+
+    fn = function("pid")
+    first = instance()
+    await first.start(10)
+    try:
+        assert await first.call(message(fn, raw=b"hello"), 5) == b"hello"
+        started = time.monotonic()
+        with pytest.raises(Fault) as caught:
+            await first.call(message(fn, raw=b"hang"), 0.5)
+        assert caught.value.error_type == faults.TIMEOUT and time.monotonic() - started < 2
+        await eventually(lambda: exits == [first], "the hung instance was killed")
+    finally:
+        await first.stop(1)
+    second = instance()
+    await second.start(10)
+    try:
+        with pytest.raises(Fault) as caught:
+            await second.call(message(fn, raw=b"crash"), 5)
+        assert caught.value.error_type == faults.INSTANCE_CRASHED and "exited with status 6" in caught.value.message
+    finally:
+        await second.stop(1)
