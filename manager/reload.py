@@ -15,6 +15,7 @@ import itertools
 import logging
 import re
 import shutil
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -28,6 +29,8 @@ log = logging.getLogger("edgefn.reload")
 # Editors save in bursts (write, rename, chmod); this groups one save into one reload.
 DEBOUNCE_MS = 50
 STEP_MS = 20
+# Beyond shutdown.timeout, how long a replaced snapshot is kept: its instances' exit after a forced stop.
+PRUNE_MARGIN = 2.0
 # Never copied into a snapshot: bytecode, VCS data, and node_modules (linked instead: it is big and churns).
 SNAPSHOT_IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".git", "node_modules")
 
@@ -45,7 +48,8 @@ class Snapshots:
     """The code each function's runner uses: a copy of its last good codedir.
 
     ``take`` stages a new copy; ``commit`` makes the staged copies current once
-    they loaded; ``discard`` throws them away when they did not.
+    they loaded; ``discard`` throws them away when they did not; ``prune``
+    deletes the copies replaced long enough ago that no instance runs from them.
     """
 
     def __init__(self, root: Path) -> None:
@@ -53,6 +57,7 @@ class Snapshots:
         self._numbers = itertools.count(1)
         self._current: dict[str, tuple[FunctionConfig, FunctionConfig]] = {}
         self._staged: dict[str, tuple[FunctionConfig, FunctionConfig]] = {}
+        self._replaced: list[tuple[float, Path]] = []  # (when, copy): its old instances may still run
 
     def take(self, function: FunctionConfig) -> None:
         """Copy ``function``'s codedir now (blocking: call it from a thread) and stage it."""
@@ -76,14 +81,30 @@ class Snapshots:
         return function
 
     def commit(self) -> None:
+        now = time.monotonic()
+        for name in self._staged:
+            old = self._current.get(name)
+            if old is not None and old[1].codedir is not None:
+                self._replaced.append((now, old[1].codedir))
         self._current.update(self._staged)
         self._staged.clear()
 
     def discard(self) -> None:
+        """Delete the staged copies (blocking: call it from a thread)."""
         for _, snapshot in self._staged.values():
             if snapshot.codedir is not None:
                 shutil.rmtree(snapshot.codedir, ignore_errors=True)
         self._staged.clear()
+
+    def prune(self, age: float) -> None:
+        """Delete copies replaced more than ``age`` seconds ago (blocking: call it from a thread).
+
+        Each save makes a copy; without this a long session fills the temp folder.
+        """
+        cutoff = time.monotonic() - age
+        for _, folder in [entry for entry in self._replaced if entry[0] < cutoff]:
+            shutil.rmtree(folder, ignore_errors=True)
+        self._replaced = [entry for entry in self._replaced if entry[0] >= cutoff]
 
 
 class Reloader:
@@ -132,16 +153,18 @@ class Reloader:
         try:
             await asyncio.to_thread(lambda: [self.snapshots.take(function) for function in staged])
         except OSError as exc:  # a codedir removed or renamed mid-edit (branch switch, rm -r)
-            self.snapshots.discard()
+            await asyncio.to_thread(self.snapshots.discard)
             log.error("cannot snapshot the changed code, the last good version keeps serving: %s", exc)
             return
         try:
             await self.manager.reconfigure(new, code_changed)
         except ReloadError as exc:
-            self.snapshots.discard()
+            await asyncio.to_thread(self.snapshots.discard)
             log.error("reload failed, the last good version keeps serving:\n  %s", str(exc).replace("\n", "\n  "))
             return
         self.snapshots.commit()
+        # A replaced runner is gone within shutdown.timeout (see Manager._retire); then its copy can go.
+        await asyncio.to_thread(self.snapshots.prune, self.manager.config.shutdown.timeout + PRUNE_MARGIN)
 
     async def _load(self, current: Config) -> Config | None:
         try:

@@ -39,11 +39,10 @@ pytestmark = pytest.mark.timeout(90)
 Result = dict[str, object]
 
 
-def copy_fixture(folder: Path, name: str = "fn", case: str = "reload_version") -> Path:
-    """A private copy of ``tests/functions/<case>``: tests edit copies, never the fixture."""
-    target = folder / name
-    shutil.copytree(FUNCTIONS / case, target, ignore=shutil.ignore_patterns("__pycache__"))
-    return target
+def copy_fixture(folder: Path, name: str = "fn") -> Path:
+    """A private copy of ``tests/functions/reload_version``: tests edit copies, never the fixture."""
+    shutil.copytree(FUNCTIONS / "reload_version", folder / name, ignore=shutil.ignore_patterns("__pycache__"))
+    return folder / name
 
 
 def source(version: int, extra: str = "") -> str:
@@ -99,39 +98,28 @@ class Dev:
         write_config(self.folder, document, self.config.name)
 
 
-def start_dev(folder: Path, document: dict, port: int) -> Dev:
-    """Write the config, start ``edgefn dev`` and wait until its watcher runs (blocking)."""
-    config = write_config(folder, document)
-    manager = ManagerProcess(config, command="dev")
-    try:
-        manager.wait_ready(60)
-        manager.wait_for_log("edgefn.reload: watching")
-    except BaseException:
-        manager.kill()
-        raise
-    # The reloader logs "watching" right before watchfiles creates its inotify
-    # watches, and nothing marks the moment they exist: give it a moment.
-    time.sleep(0.2)
-    return Dev(folder, config, manager, port)
-
-
 Start = Callable[[dict], Awaitable[Dev]]
 
 
 @pytest.fixture
 def dev_factory(tmp_path: Path, mosquitto: Mosquitto) -> Iterator[Start]:
-    """Start ``edgefn dev`` on a document; the manager must stop cleanly (exit 0) after the test."""
-    started: list[Dev] = []
+    """Start ``edgefn dev`` on a document once its watcher runs; it must stop cleanly (exit 0) after the test."""
+    started: list[ManagerProcess] = []
+
+    def start_blocking(document: dict) -> Dev:
+        manager = ManagerProcess(write_config(tmp_path, document), command="dev")
+        started.append(manager)
+        manager.wait_ready(60)
+        manager.wait_for_log("edgefn.reload: watching")
+        time.sleep(0.2)  # "watching" is logged just before the inotify watches exist; nothing marks that
+        return Dev(tmp_path, manager.config, manager, mosquitto.port)
 
     async def start(document: dict) -> Dev:
-        dev = await asyncio.to_thread(start_dev, tmp_path, document, mosquitto.port)
-        started.append(dev)
-        return dev
+        return await asyncio.to_thread(start_blocking, document)
 
     yield start
-    for dev in started:
-        code = dev.manager.stop()
-        assert code == 0, dev.manager.log
+    for manager in started:
+        assert manager.stop() == 0, manager.log
 
 
 async def ask(dev: Dev, probe: Probe, topic: str, want: Callable[[Result], bool], timeout: float = 20.0) -> Result:
@@ -175,21 +163,6 @@ async def wait_log(dev: Dev, text: str, timeout: float = 20.0) -> str:
 # -- code changes ----------------------------------------------------------------
 
 
-async def test_code_change_is_served_by_new_instances_in_the_same_manager(
-    dev_factory: Start, mosquitto: Mosquitto, tmp_path: Path, topic: str
-) -> None:
-    code = copy_fixture(tmp_path)
-    dev = await dev_factory({"hub": hub(mosquitto), "rules": [rule(topic, "v")], "functions": [function("v", code)]})
-    manager_pid = dev.manager.process.pid
-    async with Probe(dev.port, [f"{topic}/v/out"]) as probe:
-        first = await ask(dev, probe, f"{topic}/v", version(1))
-        save(code, 2)
-        second = await ask(dev, probe, f"{topic}/v", version(2))
-    assert second["pid"] != first["pid"], "a code change must start new instances"
-    assert dev.manager.process.pid == manager_pid and dev.manager.process.poll() is None
-    assert dev.reloads() == 1, dev.manager.log
-
-
 async def test_editor_save_by_rename_is_picked_up(
     dev_factory: Start, mosquitto: Mosquitto, tmp_path: Path, topic: str
 ) -> None:
@@ -201,6 +174,11 @@ async def test_editor_save_by_rename_is_picked_up(
         await ask(dev, probe, f"{topic}/v", version(2))
         save_by_rename(code, 3)  # the renamed-over file is watched too, not only the first one
         await ask(dev, probe, f"{topic}/v", version(3))
+
+
+# Dotfiles, vim's swap, backup and probe (4913) files, bytecode, and node_modules' churn.
+IGNORED = (".hidden", ".index.py.swp", "index.py.swx", "index.py~", "4913", "__pycache__/index.cpython-311.pyc",
+           "index.pyc", "node_modules/dep/index.js")
 
 
 async def test_dotfiles_swap_files_bytecode_and_node_modules_trigger_no_reload(
@@ -217,15 +195,10 @@ async def test_dotfiles_swap_files_bytecode_and_node_modules_trigger_no_reload(
         save(code, 2)  # a real change first: the watcher demonstrably works
         before = await ask(dev, probe, f"{topic}/v", version(2))
         assert dev.reloads() == 1
-        (code / ".hidden").write_text("x")
-        (code / ".index.py.swp").write_bytes(b"vim swap")
-        (code / "index.py.swx").write_bytes(b"vim swap")
-        (code / "index.py~").write_text("backup")
-        (code / "4913").write_text("")  # vim's probe file
-        (code / "__pycache__").mkdir(exist_ok=True)
-        (code / "__pycache__" / "index.cpython-311.pyc").write_bytes(b"\0" * 16)
-        (code / "node_modules" / "dep" / "index.js").write_text("module.exports = 1")
-        (dev.folder / ".edgefn.yml.swp").write_bytes(b"swap of the config")
+        for path in IGNORED:
+            (code / path).parent.mkdir(exist_ok=True)
+            (code / path).write_text("ignored")
+        (dev.folder / ".edgefn.yml.swp").write_text("the config's swap file")
         # Long enough for an unfiltered batch (50 ms debounce) to be reloaded and logged.
         await asyncio.sleep(1.0)
         after = await ask(dev, probe, f"{topic}/v", version(2))
@@ -236,14 +209,10 @@ async def test_dotfiles_swap_files_bytecode_and_node_modules_trigger_no_reload(
     assert sum("edgefn.reload: changed: " in line for line in dev.manager.lines) == 2, dev.manager.log
 
 
-@pytest.mark.parametrize(
-    ("broken", "error_type"),
-    [
-        ("\ndef oops(:\n    pass\n", "Runtime.UserCodeSyntaxError"),
-        ("\nimport edgefn_no_such_module_here\n", "Runtime.ImportModuleError"),
-    ],
-    ids=["syntax-error", "import-error"],
-)
+@pytest.mark.parametrize(("broken", "error_type"), [
+    ("\ndef oops(:\n    pass\n", "Runtime.UserCodeSyntaxError"),
+    ("\nimport edgefn_no_such_module_here\n", "Runtime.ImportModuleError"),
+], ids=["syntax-error", "import-error"])
 async def test_broken_code_keeps_the_last_good_version_serving_even_in_new_instances(
     dev_factory: Start, mosquitto: Mosquitto, tmp_path: Path, topic: str, broken: str, error_type: str
 ) -> None:
@@ -275,6 +244,36 @@ async def test_broken_code_keeps_the_last_good_version_serving_even_in_new_insta
         save(code, 3)  # fixed: the new version serves
         await ask(dev, probe, f"{topic}/v", version(3))
     assert dev.reloads() == 1, dev.manager.log
+
+
+def cwd(answer: Result) -> Path:
+    """The folder the instance that gave ``answer`` runs in."""
+    return Path(os.readlink(f"/proc/{answer['pid']}/cwd"))
+
+
+async def test_code_change_is_served_by_new_instances_of_the_same_manager_from_a_snapshot(
+    dev_factory: Start, mosquitto: Mosquitto, tmp_path: Path, topic: str
+) -> None:
+    code = copy_fixture(tmp_path)
+    dev = await dev_factory({"hub": hub(mosquitto), "rules": [rule(topic, "v")], "functions": [function("v", code)],
+                             "shutdown": {"timeout": "0.5s"}})
+    manager_pid = dev.manager.process.pid
+    async with Probe(dev.port, [f"{topic}/v/out"]) as probe:
+        first = await ask(dev, probe, f"{topic}/v", version(1))
+        snapshots = [cwd(first)]
+        save(code, 2)
+        second = await ask(dev, probe, f"{topic}/v", version(2))
+        snapshots.append(cwd(second))
+        assert second["pid"] != first["pid"], "a code change must start new instances"
+        assert dev.manager.process.pid == manager_pid and dev.manager.process.poll() is None
+        await asyncio.sleep(0.5 + 2.0 + 0.2)  # shutdown.timeout + the reloader's margin: the first copy is stale
+        save(code, 3)
+        await ask(dev, probe, f"{topic}/v", version(3))
+        await wait_log(dev, "functions restarted: v")
+    assert dev.reloads() == 2, dev.manager.log
+    assert snapshots[0].parent == snapshots[1].parent != code.parent, "instances run from snapshots"
+    assert not snapshots[0].exists() and snapshots[1].is_dir(), "replaced snapshots are deleted once unused"
+    assert not (code / "__pycache__").exists(), "instances must not write bytecode into the user's folder"
 
 
 async def test_qos1_stream_through_a_code_reload_loses_nothing(
