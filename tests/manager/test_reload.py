@@ -1,9 +1,7 @@
-"""``edgefn dev``: hot reload of a function's code (issue #6 point 1), on a real mosquitto.
+"""``edgefn dev``: hot reload of code and config (issue #6), with a real manager on a real mosquitto.
 
-Every test copies the fixture function into its own folder, runs a real
-``edgefn dev`` on it and edits the copy on disk the way an editor would. Waits
-poll for the new version's answer with a deadline; nothing sleeps to "let the
-reload happen".
+Each test edits its own copy of the fixture function on disk as an editor would, and polls for
+the new version's answer with a deadline; nothing sleeps to "let the reload happen".
 """
 
 from __future__ import annotations
@@ -152,6 +150,13 @@ async def answers(probe: Probe, numbers: set[int], timeout: float = 30.0) -> dic
     return found
 
 
+async def wait_file(path: Path) -> None:
+    """Until the fixture handler wrote ``path``: its call is in flight."""
+    async with asyncio.timeout(20):
+        while not path.exists():
+            await asyncio.sleep(0.02)
+
+
 def version(number: int) -> Callable[[Result], bool]:
     return lambda result: result.get("version") == number
 
@@ -163,15 +168,18 @@ async def wait_log(dev: Dev, text: str, timeout: float = 20.0) -> str:
 # -- code changes ----------------------------------------------------------------
 
 
-async def test_editor_save_by_rename_is_picked_up(
+async def test_editor_save_by_rename_is_served_at_once_while_a_call_in_flight_finishes_on_the_old_code(
     dev_factory: Start, mosquitto: Mosquitto, tmp_path: Path, topic: str
 ) -> None:
     code = copy_fixture(tmp_path)
     dev = await dev_factory({"hub": hub(mosquitto), "rules": [rule(topic, "v")], "functions": [function("v", code)]})
+    marker = tmp_path / "in-flight"
     async with Probe(dev.port, [f"{topic}/v/out"]) as probe:
-        await ask(dev, probe, f"{topic}/v", version(1))
+        await probe.publish(f"{topic}/v/in", orjson.dumps({"n": 900, "sleep": 5.0, "touch": str(marker)}), qos=1)
+        await wait_file(marker)
         save_by_rename(code, 2)
-        await ask(dev, probe, f"{topic}/v", version(2))
+        await ask(dev, probe, f"{topic}/v", version(2), timeout=4)  # not behind the old instance's slow call
+        assert (await answers(probe, {900}))[900]["version"] == 1
         save_by_rename(code, 3)  # the renamed-over file is watched too, not only the first one
         await ask(dev, probe, f"{topic}/v", version(3))
 
@@ -295,9 +303,6 @@ async def test_qos1_stream_through_a_code_reload_loses_nothing(
     assert dev.reloads() == 1, dev.manager.log
 
 
-# -- direct calls ------------------------------------------------------------------
-
-
 def grpc_address(dev: Dev) -> str:
     return dev.manager.wait_for_log("gRPC server listening on ").split(" listening on ", 1)[1].split()[0]
 
@@ -318,11 +323,9 @@ async def test_grpc_server_answers_the_new_code_after_a_reload(
     address = grpc_address(dev)
     assert (await call_grpc(address, "v"))["version"] == 1
     save(code, 2)
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 20
-    while (await call_grpc(address, "v"))["version"] != 2:
-        assert loop.time() < deadline, dev.manager.log
-        await asyncio.sleep(0.05)
+    async with asyncio.timeout(20):
+        while (await call_grpc(address, "v"))["version"] != 2:
+            await asyncio.sleep(0.05)
     cli = await asyncio.to_thread(
         subprocess.run, [sys.executable, "-m", "edgefn", "call", "v", "--address", address, "--data", '{"n": 7}'],
         capture_output=True, timeout=30,
@@ -354,9 +357,7 @@ async def test_config_change_adds_and_removes_rules_and_a_removed_rule_finishes_
         kept = await ask(dev, probe, f"{topic}/keep", version(1))
         marker = tmp_path / "in-flight"
         await probe.publish(f"{topic}/gone/in", orjson.dumps({"n": 500, "sleep": 2.0, "touch": str(marker)}), qos=1)
-        async with asyncio.timeout(20):
-            while not marker.exists():  # the call is in flight
-                await asyncio.sleep(0.02)
+        await wait_file(marker)
         dev.rewrite({**document, "rules": [rule(topic, "keep"), rule(topic, "added")],
                      "functions": [function("keep", code["keep"]), function("added", code["added"])]})
         # Deliveries racing the unsubscribe must be answered or dropped, never stuck unacknowledged.
