@@ -37,6 +37,14 @@ BACKOFF_START = 0.5
 STABLE_AFTER = 5.0
 # Resident memory is sampled this often when a function sets instance.memory.
 MEMORY_CHECK_INTERVAL = 0.1
+# When every instance is busy and no more may start, a runtime that runs its
+# calls one at a time may take this many more, queued in the runtime: one call
+# at a time is a rule about the handler's execution, not about the wire. The
+# runtime then never idles waiting for the manager's next call, and queued
+# calls share Talk frames. The timeout counts from the hand-over.
+PIPELINE = 4
+# ... but only on an instance that answered within this many seconds.
+PIPELINE_STALE = 0.25
 # Socket names are short and unique across every pool of the manager (a hot
 # reload runs two pools of one function side by side).
 _SOCKET_NUMBERS = itertools.count(1)
@@ -57,7 +65,7 @@ class Pool:
         self._argv: list[str] | None = None
         self._instances: list[Instance] = []
         self._starting = 0
-        self._slots = asyncio.Semaphore(self._limits.max * self._limits.concurrency)
+        self._slots = asyncio.Semaphore(self._limits.max * (self._limits.concurrency + PIPELINE))
         self._waiting = 0
         self._wakeup: asyncio.Future[None] | None = None  # lenders waiting for an instance
         self._membership = asyncio.Event()  # an instance left, or a start failed
@@ -151,15 +159,20 @@ class Pool:
         self.stats.observe(time.monotonic() - started, False)
         return result
 
-    def _pick(self) -> Instance | None:
+    def _pick(self, extra: int = 0) -> Instance | None:
         # The least busy ready instance; among equals the most recently used, so
-        # that spare instances stay idle long enough to be evicted.
+        # that spare instances stay idle long enough to be evicted. ``extra``
+        # lets Talk instances take calls beyond their concurrency, queued in
+        # the runtime (see PIPELINE).
         best: Instance | None = None
-        best_load = limit = self._concurrency
+        best_load = limit = self._concurrency + extra
+        fresh = time.monotonic() - PIPELINE_STALE if extra else 0.0
         for instance in self._instances:
             load = instance.in_flight
             if load >= limit or not instance.ready:
                 continue
+            if extra and (not instance.pipelines or instance.last_used < fresh):
+                continue  # never queue behind a call that may be hung
             if best is None or load < best_load or (load == best_load and instance.last_used > best.last_used):
                 best, best_load = instance, load
         return best
@@ -184,6 +197,8 @@ class Pool:
             fault = self._load_fault
             if fault is not None and not self._instances and not self._starting:
                 raise _copy(fault)  # cannot load, backing off: fail at once, don't wait
+            if not self._starting and (instance := self._pick(PIPELINE)) is not None:
+                return instance  # at max and all busy: queue in a runtime rather than here
             await self._wait()
 
     def _may_start(self) -> bool:

@@ -230,7 +230,7 @@ class _Handshake:
             reconfigure(line_buffering=True)
 
     def ready(self, concurrent: bool, address: str) -> None:
-        line = {"ready": True, "pid": os.getpid(), "methods": list(METHODS), "concurrent": concurrent}
+        line = {"ready": True, "pid": os.getpid(), "methods": list(METHODS), "concurrent": concurrent, "batch": True}
         self._write({**line, "address": address} if address else line)
 
     def failed(self, fault: Fault) -> None:
@@ -413,6 +413,10 @@ class _Service:
             await reader  # done by now; surfaces a failed read as the stream's status
 
 
+# At most this many answers, and this many bytes, share one Talk frame (the
+# frame must stay under the client's gRPC size limit, message_max + 64 KiB).
+BATCH_MAX = 256
+BATCH_BYTES = 32 * 1024
 _END = FunctionMessage()  # a sentinel: every answer is written, the stream may end
 
 
@@ -426,24 +430,32 @@ class _Stream:
         self._answers: asyncio.Queue[FunctionMessage] = asyncio.Queue()
         self._pending: set[asyncio.Future[bytes]] = set()
         self._reading = True
+        self._batched = False
 
     async def read(self) -> None:
-        invoke = self._invoke
         try:
             while True:
                 request = await self._context.read()
                 if request is grpc.aio.EOF:
                     return
-                started = invoke(request)
-                # A runtime's Invoke returns a queued future (sync handlers) or a
-                # coroutine (async ones), which becomes a task of this stream.
-                future = started if asyncio.isfuture(started) else asyncio.create_task(started, name="edgefn-call")  # type: ignore[arg-type]
-                self._pending.add(future)
-                future.add_done_callback(lambda done, request=request: self._answer(request, done))
+                if request.Batch:
+                    self._batched = True  # the client reads batches: answer in batches too
+                    for item in request.Batch:
+                        self._start(item)
+                else:
+                    self._start(request)
         finally:
             self._reading = False
             if not self._pending:
                 self._answers.put_nowait(_END)
+
+    def _start(self, request: FunctionMessage) -> None:
+        started = self._invoke(request)
+        # A runtime's Invoke returns a queued future (sync handlers) or a
+        # coroutine (async ones), which becomes a task of this stream.
+        future = started if asyncio.isfuture(started) else asyncio.create_task(started, name="edgefn-call")  # type: ignore[arg-type]
+        self._pending.add(future)
+        future.add_done_callback(lambda done, request=request: self._answer(request, done))
 
     def _answer(self, request: FunctionMessage, done: asyncio.Future[bytes]) -> None:
         self._pending.discard(done)
@@ -469,7 +481,23 @@ class _Stream:
     async def write(self) -> None:
         answers, write = self._answers, self._context.write
         while (answer := await answers.get()) is not _END:
-            await write(answer)
+            if not self._batched or answers.empty():
+                await write(answer)
+                continue
+            # Answers that finished while the last write was going out travel together.
+            batch, size, carried = [answer], answer.ByteSize(), None
+            while not answers.empty() and len(batch) < BATCH_MAX:
+                answer = answers.get_nowait()
+                if answer is _END or size + answer.ByteSize() > BATCH_BYTES:
+                    carried = answer  # goes out after this frame, on its own
+                    break
+                batch.append(answer)
+                size += answer.ByteSize()
+            await write(FunctionMessage(Batch=batch) if len(batch) > 1 else batch[0])
+            if carried is _END:
+                return
+            if carried is not None:
+                await write(carried)
 
     def abandon(self) -> None:
         """The client went away: stop the async calls nobody can be answered about."""

@@ -1,11 +1,13 @@
+from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from typing import ClassVar as _ClassVar, Optional as _Optional
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class FunctionMessage(_message.Message):
-    __slots__ = ("ID", "QOS", "Topic", "Payload", "Timestamp", "FunctionName", "FunctionInvokeID", "Sequence", "Code", "Error")
+    __slots__ = ("ID", "QOS", "Topic", "Payload", "Timestamp", "FunctionName", "FunctionInvokeID", "Sequence", "Code", "Error", "Batch")
     ID_FIELD_NUMBER: _ClassVar[int]
     QOS_FIELD_NUMBER: _ClassVar[int]
     TOPIC_FIELD_NUMBER: _ClassVar[int]
@@ -16,6 +18,7 @@ class FunctionMessage(_message.Message):
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     CODE_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
     ID: int
     QOS: int
     Topic: str
@@ -26,4 +29,5 @@ class FunctionMessage(_message.Message):
     Sequence: int
     Code: int
     Error: str
-    def __init__(self, ID: _Optional[int] = ..., QOS: _Optional[int] = ..., Topic: _Optional[str] = ..., Payload: _Optional[bytes] = ..., Timestamp: _Optional[int] = ..., FunctionName: _Optional[str] = ..., FunctionInvokeID: _Optional[str] = ..., Sequence: _Optional[int] = ..., Code: _Optional[int] = ..., Error: _Optional[str] = ...) -> None: ...
+    Batch: _containers.RepeatedCompositeFieldContainer[FunctionMessage]
+    def __init__(self, ID: _Optional[int] = ..., QOS: _Optional[int] = ..., Topic: _Optional[str] = ..., Payload: _Optional[bytes] = ..., Timestamp: _Optional[int] = ..., FunctionName: _Optional[str] = ..., FunctionInvokeID: _Optional[str] = ..., Sequence: _Optional[int] = ..., Code: _Optional[int] = ..., Error: _Optional[str] = ..., Batch: _Optional[_Iterable[_Union[FunctionMessage, _Mapping]]] = ...) -> None: ...

@@ -25,7 +25,7 @@ from edgefn.manager.config import FrozenEnv, FunctionConfig, InstanceConfig
 from edgefn.manager.instance import Instance
 from edgefn.manager.message import Call, envelope
 from edgefn.manager.metrics import Metrics
-from edgefn.manager.pool import Pool
+from edgefn.manager.pool import PIPELINE, Pool
 from edgefn.runtimes import faults
 from edgefn.runtimes.faults import Fault
 from support.manager import FUNCTIONS
@@ -146,7 +146,8 @@ async def test_instances_start_on_demand_up_to_max_under_concurrent_load(tmp_pat
         served_by = {orjson.loads(result)["pid"] for result in results}
         assert len(served_by) == 3 and len(pool.instances) == 3
         assert pool.stats.cold_starts == 3
-        assert busiest == 1, "concurrency 1: never two calls on one instance"
+        # Once all three run, later calls may queue in a runtime (PIPELINE), never more.
+        assert busiest <= 1 + PIPELINE, "concurrency 1: at most PIPELINE more queued on one instance"
         assert pool.stats.snapshot()["calls"] == 9
 
 
