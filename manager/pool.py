@@ -16,6 +16,7 @@ still start instances on demand (each is a message's own retry).
 from __future__ import annotations
 
 import asyncio
+import collections
 import itertools
 import logging
 import time
@@ -65,6 +66,7 @@ class Pool:
         self._argv: list[str] | None = None
         self._instances: list[Instance] = []
         self._starting = 0
+        self._lenders: collections.deque[object] = collections.deque()  # callers waiting to lend, in order
         self._slots = asyncio.Semaphore(self._limits.max * (self._limits.concurrency + PIPELINE))
         self._waiting = 0
         self._wakeup: asyncio.Future[None] | None = None  # lenders waiting for an instance
@@ -143,7 +145,7 @@ class Pool:
             raise
         try:
             try:
-                instance = self._pick() or await self._lend()
+                instance = (None if self._lenders else self._pick()) or await self._lend()
             finally:
                 self._waiting -= 1
             result = await instance.call(call, self._timeout)
@@ -178,28 +180,38 @@ class Pool:
         return best
 
     async def _lend(self) -> Instance:
-        """An instance with a free slot: a ready one, else a new one, else wait."""
-        while True:
-            if self._closing:
-                raise Fault(faults.UNAVAILABLE_FAULT, f"{self.function.name} is shutting down")
-            instance = self._pick()
-            if instance is not None:
-                return instance
-            if self._may_start():
-                # Waited on, not awaited: the start goes on if this caller gives
-                # up, and a start cancelled by stop() is not this caller's cancel.
-                start = self._launch(cold=True)
-                await asyncio.wait((start,))
-                started = None if start.cancelled() else start.result()
-                if isinstance(started, Fault) and not self._instances:
-                    raise _copy(started)
-                continue
-            fault = self._load_fault
-            if fault is not None and not self._instances and not self._starting:
-                raise _copy(fault)  # cannot load, backing off: fail at once, don't wait
-            if not self._starting and (instance := self._pick(PIPELINE)) is not None:
-                return instance  # at max and all busy: queue in a runtime rather than here
-            await self._wait()
+        """An instance with a free slot: a ready one, else a new one, else wait.
+
+        Lenders take instances in arrival order (any of them may start a new
+        one meanwhile), so a function with one instance keeps its input order.
+        """
+        ticket, line = object(), self._lenders
+        line.append(ticket)
+        try:
+            while True:
+                if self._closing:
+                    raise Fault(faults.UNAVAILABLE_FAULT, f"{self.function.name} is shutting down")
+                first = line[0] is ticket
+                if first and (instance := self._pick()) is not None:
+                    return instance
+                if self._may_start():
+                    # Waited on, not awaited: the start goes on if this caller gives
+                    # up, and a start cancelled by stop() is not this caller's cancel.
+                    start = self._launch(cold=True)
+                    await asyncio.wait((start,))
+                    started = None if start.cancelled() else start.result()
+                    if isinstance(started, Fault) and not self._instances:
+                        raise _copy(started)
+                    continue
+                fault = self._load_fault
+                if fault is not None and not self._instances and not self._starting:
+                    raise _copy(fault)  # cannot load, backing off: fail at once, don't wait
+                if first and not self._starting and (instance := self._pick(PIPELINE)) is not None:
+                    return instance  # at max and all busy: queue in a runtime rather than here
+                await self._wait()
+        finally:
+            line.remove(ticket)
+            self._wake()  # the next in line may go now
 
     def _may_start(self) -> bool:
         if len(self._instances) + self._starting >= self._limits.max:
