@@ -199,7 +199,8 @@ async function main() {
   const server = new FunctionServer({ dispatcher, messageMax: options.messageMax });
   const address = await listenOrExit(server, options.address);
   serving = server;
-  handshake({ ready: true, pid: process.pid, methods: METHODS, concurrent, address });
+  // batch: Talk frames may carry several calls (Batch), and then answers travel batched too.
+  handshake({ ready: true, pid: process.pid, methods: METHODS, concurrent, batch: true, address });
   setImmediate(saveCodeCache); // after the handshake: only the first start of a version writes
 }
 
