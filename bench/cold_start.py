@@ -57,7 +57,7 @@ async def main(runs: int) -> None:
     socket_dir = Path(tempfile.mkdtemp(prefix="efn-bench-"))
     timings: dict[str, list[float]] = {runtime: [] for runtime in FUNCTIONS}
     try:
-        for runtime, function in FUNCTIONS.items():
+        for function in FUNCTIONS.values():
             await cold_call(function, socket_dir)  # unmeasured: page cache, Node's code cache
         for _ in range(runs):
             for runtime, function in FUNCTIONS.items():
