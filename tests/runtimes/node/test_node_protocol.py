@@ -26,6 +26,7 @@ def test_handshake_line_says_ready_with_pid_and_methods(node_runtime: Any) -> No
         "pid": instance.process.pid,
         "methods": ["Call", "Talk"],
         "concurrent": True,
+        "batch": True,
         "address": instance.address,
     }
     assert node_runtime.start("js_styles", "index.value").handshake["concurrent"] is False
