@@ -28,6 +28,7 @@ from edgefn.manager.broker import EmbeddedBroker
 from edgefn.manager.check import HandlerProblem, check_function
 from edgefn.manager.config import Config, FunctionConfig, RuleConfig
 from edgefn.manager.hub import Hub, HubError
+from edgefn.manager.launch import LaunchError, runtime_argv
 from edgefn.manager.metrics import Metrics
 from edgefn.manager.pool import Pool
 from edgefn.manager.router import Route, Router, Runner
@@ -128,6 +129,12 @@ class Manager:
         return Pool(self._prepare(function), socket_dir=self._socket_dir, stats=stats)
 
     async def _start_runners(self, functions: Iterable[FunctionConfig]) -> None:
+        functions = list(functions)
+        for runtime in sorted({function.runtime for function in functions} - {"sql"}):
+            try:  # say now, not at the first message, that a runtime cannot run here
+                await asyncio.to_thread(runtime_argv, runtime)
+            except LaunchError as exc:
+                log.error("%s; its functions will answer with Runtime.Unavailable envelopes", exc)
         for function in functions:
             self.runners[function.name] = self._runner(function)
         await asyncio.gather(*(runner.start() for runner in self.runners.values()))
