@@ -314,9 +314,11 @@ def _catch_signals() -> asyncio.Event:
 
 
 def _bound(target: str, port: int) -> str:
-    """The address actually listened on (a tcp port 0 becomes the chosen port)."""
+    """The address actually listened on: a tcp port 0 becomes the chosen port, a
+    relative unix path absolute (the handshake's reader has another working directory)."""
     if target.startswith("unix:"):
-        return target
+        path = target.removeprefix("unix://") if target.startswith("unix://") else target.removeprefix("unix:")
+        return f"unix://{os.path.abspath(path)}"
     return f"{target.rpartition(':')[0]}:{port}"
 
 
