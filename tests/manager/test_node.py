@@ -25,6 +25,7 @@ from edgefn.manager.launch import LaunchError, node_executable
 from support.broker import Mosquitto
 from support.manager import FUNCTIONS, ManagerProcess, write_config
 from support.mqtt import Probe
+from support.processes import children, wait_gone
 
 REPO = FUNCTIONS.parent.parent
 SAYJS = REPO / "functions" / "sayjs"
@@ -109,37 +110,6 @@ def deployment(node: str, mosquitto: Mosquitto, tmp_path_factory: pytest.TempPat
 
 
 # -- processes ---------------------------------------------------------------------------------
-
-
-def children(pid: int) -> set[int]:
-    """The pids whose parent is ``pid`` (what ``pgrep -P`` prints)."""
-    found = set()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue  # gone meanwhile
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.add(int(entry.name))
-    return found
-
-
-async def wait_gone(pid: int, timeout: float = 15.0) -> None:
-    """Wait until process ``pid`` has exited (a pidfd turns readable), or fail."""
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return
-    loop = asyncio.get_running_loop()
-    gone = asyncio.Event()
-    loop.add_reader(fd, gone.set)
-    try:
-        async with asyncio.timeout(timeout):
-            await gone.wait()
-    finally:
-        loop.remove_reader(fd)
-        os.close(fd)
 
 
 # -- Baetyl's sayjs example ----------------------------------------------------------------------

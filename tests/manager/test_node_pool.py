@@ -30,6 +30,7 @@ from edgefn.manager.pool import Pool
 from edgefn.runtimes import faults
 from edgefn.runtimes.faults import Fault
 from edgefn.wire import function_pb2, function_pb2_grpc
+from support.processes import alive, wait_gone
 
 CODEDIR = Path(__file__).resolve().parent.parent / "functions" / "node_pool"
 IDLE = 0.3  # idletime and evicttime, seconds
@@ -55,31 +56,6 @@ def socket_dir() -> Iterator[Path]:
 
 def call(event: object) -> Call:
     return Call(1, 1, "t/in", orjson.dumps(event), int(time.time()), "slow-js", str(uuid.uuid4()))
-
-
-async def wait_gone(pid: int, timeout: float = 15.0) -> None:
-    """Wait until process ``pid`` has exited (a pidfd turns readable), or fail."""
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return
-    loop = asyncio.get_running_loop()
-    gone = asyncio.Event()
-    loop.add_reader(fd, gone.set)
-    try:
-        async with asyncio.timeout(timeout):
-            await gone.wait()
-    finally:
-        loop.remove_reader(fd)
-        os.close(fd)
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 @pytest.fixture(params=[0, 1], ids=["min0", "min1"])

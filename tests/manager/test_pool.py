@@ -29,6 +29,7 @@ from edgefn.manager.pool import PIPELINE, Pool
 from edgefn.runtimes import faults
 from edgefn.runtimes.faults import Fault
 from support.manager import FUNCTIONS
+from support.processes import alive
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -71,14 +72,6 @@ def runtime_children(socket_dir: Path) -> list[int]:
         except OSError:
             continue
     return found
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 async def eventually(predicate: Callable[[], bool], what: str, timeout: float = 10.0) -> None:

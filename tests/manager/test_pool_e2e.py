@@ -21,32 +21,9 @@ import pytest
 from support.broker import Mosquitto
 from support.manager import ManagerProcess, python_function, write_config
 from support.mqtt import Probe
+from support.processes import alive, children
 
 pytestmark = pytest.mark.timeout(90)
-
-
-def children(pid: int) -> list[int]:
-    """The live (not zombie) child processes of ``pid``."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as stat:
-                fields = stat.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[1] == str(pid) and fields[0] != "Z":
-            found.append(int(entry))
-    return found
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def wait_until(predicate, what: str, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
