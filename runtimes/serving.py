@@ -37,17 +37,16 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import grpc
 import grpc.aio
 import orjson
 
-from edgefn.runtimes.faults import MESSAGE_TOO_LARGE, UNAVAILABLE_FAULT, UNKNOWN_FAULT, Fault
-from edgefn.wire.function_pb2 import FunctionMessage
+from edgefn.runtimes.faults import UNAVAILABLE_FAULT, Fault
+from edgefn.runtimes.service import FunctionService, Invoke
 
-Invoke = Callable[[FunctionMessage], Awaitable[bytes]]
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -63,13 +62,7 @@ ENVELOPE_ROOM = 64 * 1024
 DRAIN_GRACE = 86400.0
 
 METHODS = ("Call", "Talk")
-_SERVICE = "baetyl.Function"
 _SIZES = {"b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
-_STATUS = {code.value[0]: code for code in grpc.StatusCode}
-# A failed call's details stay well under grpc's 8 KiB trailer limit.
-_MESSAGE_ROOM = 1500
-_FRAMES = 16
-_FRAME_ROOM = 200
 
 
 @dataclass(frozen=True)
@@ -271,7 +264,7 @@ def _watch_parent() -> None:
 
 async def _serve(options: RuntimeOptions, invoke: Invoke, concurrent: bool, handshake: _Handshake) -> int:
     stopping = _catch_signals()
-    service = _Service(invoke, options)
+    service = FunctionService(invoke, options.message_max)
     limit = options.message_max + ENVELOPE_ROOM
     server = grpc.aio.server(
         options=[
@@ -320,188 +313,3 @@ def _bound(target: str, port: int) -> str:
         path = target.removeprefix("unix://") if target.startswith("unix://") else target.removeprefix("unix:")
         return f"unix://{os.path.abspath(path)}"
     return f"{target.rpartition(':')[0]}:{port}"
-
-
-def _too_large(size: int, limit: int) -> Fault:
-    return Fault(MESSAGE_TOO_LARGE, f"the result is {size} bytes, above the {limit} byte limit")
-
-
-def _as_fault(exc: BaseException) -> Fault:
-    if not isinstance(exc, Fault):
-        # Not the user's error (theirs are Faults already): a runtime bug, answered, not fatal.
-        exc = Fault(UNKNOWN_FAULT, f"the runtime failed: {type(exc).__name__}: {exc}")
-    return _bounded(exc)
-
-
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else f"{text[:limit]}... ({len(text) - limit} more characters)"
-
-
-def _bounded(fault: Fault) -> Fault:
-    """The fault cut to fit a gRPC status (trailers are capped at 8 KiB by default).
-
-    A longer details string would turn the user's error into grpc's own
-    RESOURCE_EXHAUSTED and lose it; a deep recursion keeps its outer and inner frames.
-    """
-    stack = fault.stack
-    if len(fault.message) <= _MESSAGE_ROOM and len(stack) <= _FRAMES and all(len(f) <= _FRAME_ROOM for f in stack):
-        return fault
-    if len(stack) > _FRAMES:
-        half = _FRAMES // 2
-        stack = [*stack[:half], f"... {len(stack) - 2 * half} frames omitted", *stack[-half:]]
-    frames = [_clip(frame, _FRAME_ROOM) for frame in stack]
-    return Fault(fault.error_type, _clip(fault.message, _MESSAGE_ROOM), frames, fault.code)
-
-
-class _Service:
-    """``baetyl.Function``: Call and Talk over one Invoke."""
-
-    def __init__(self, invoke: Invoke, options: RuntimeOptions) -> None:
-        self._invoke = invoke
-        self._max = options.message_max
-        self._readers: set[asyncio.Task[None]] = set()
-        self._closing = False
-
-    def register(self, server: grpc.aio.Server) -> None:
-        handlers = {
-            "Call": grpc.unary_unary_rpc_method_handler(
-                self.call,
-                request_deserializer=FunctionMessage.FromString,
-                response_serializer=FunctionMessage.SerializeToString,
-            ),
-            "Talk": grpc.stream_stream_rpc_method_handler(
-                self.talk,
-                request_deserializer=FunctionMessage.FromString,
-                response_serializer=FunctionMessage.SerializeToString,
-            ),
-        }
-        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(_SERVICE, handlers),))
-        server.add_registered_method_handlers(_SERVICE, handlers)
-
-    def stop_reading(self) -> None:
-        """Take no more calls from open Talk streams; those in flight are still answered."""
-        self._closing = True
-        for reader in list(self._readers):
-            reader.cancel()
-
-    async def call(self, request: FunctionMessage, context: grpc.aio.ServicerContext) -> FunctionMessage:
-        """Unary Call: the reply is the request with its Payload replaced by the result."""
-        try:
-            payload = await self._invoke(request)
-            if len(payload) > self._max:
-                raise _too_large(len(payload), self._max)
-        except Exception as exc:
-            fault = _as_fault(exc)
-            await context.abort(_STATUS[fault.code], fault.details())
-        request.Payload = payload
-        return request
-
-    async def talk(self, requests: object, context: grpc.aio.ServicerContext) -> None:
-        """Talk: answer each request by Sequence, in any order, until the client half-closes."""
-        stream = _Stream(self._invoke, self._max, context)
-        reader = asyncio.create_task(stream.read(), name="edgefn-talk-reader")
-        self._readers.add(reader)
-        if self._closing:
-            reader.cancel()
-        try:
-            await stream.write()
-        except asyncio.CancelledError:  # the client went away
-            reader.cancel()
-            stream.abandon()
-            raise
-        finally:
-            self._readers.discard(reader)
-        if not reader.cancelled():  # cancelled: a drain, and the stream ends well
-            await reader  # done by now; surfaces a failed read as the stream's status
-
-
-# At most this many answers, and this many bytes, share one Talk frame (the
-# frame must stay under the client's gRPC size limit, message_max + 64 KiB).
-BATCH_MAX = 256
-BATCH_BYTES = 32 * 1024
-_END = FunctionMessage()  # a sentinel: every answer is written, the stream may end
-
-
-class _Stream:
-    """One Talk stream: a reader that starts calls, answers queued as they finish, one writer."""
-
-    def __init__(self, invoke: Invoke, limit: int, context: grpc.aio.ServicerContext) -> None:
-        self._invoke = invoke
-        self._max = limit
-        self._context = context
-        self._answers: asyncio.Queue[FunctionMessage] = asyncio.Queue()
-        self._pending: set[asyncio.Future[bytes]] = set()
-        self._reading = True
-        self._batched = False
-
-    async def read(self) -> None:
-        try:
-            while True:
-                request = await self._context.read()
-                if request is grpc.aio.EOF:
-                    return
-                if request.Batch:
-                    self._batched = True  # the client reads batches: answer in batches too
-                    for item in request.Batch:
-                        self._start(item)
-                else:
-                    self._start(request)
-        finally:
-            self._reading = False
-            if not self._pending:
-                self._answers.put_nowait(_END)
-
-    def _start(self, request: FunctionMessage) -> None:
-        started = self._invoke(request)
-        # A runtime's Invoke returns a queued future (sync handlers) or a
-        # coroutine (async ones), which becomes a task of this stream.
-        future = started if asyncio.isfuture(started) else asyncio.create_task(started, name="edgefn-call")  # type: ignore[arg-type]
-        self._pending.add(future)
-        future.add_done_callback(lambda done, request=request: self._answer(request, done))
-
-    def _answer(self, request: FunctionMessage, done: asyncio.Future[bytes]) -> None:
-        self._pending.discard(done)
-        if done.cancelled():
-            return  # the stream is gone: nobody to answer
-        exc = done.exception()
-        if exc is None:
-            payload = done.result()
-            if len(payload) <= self._max:
-                request.Payload = payload
-                self._answers.put_nowait(request)
-            else:
-                exc = _too_large(len(payload), self._max)
-        if exc is not None:
-            fault = _as_fault(exc)
-            request.Payload = b""
-            request.Code = fault.code
-            request.Error = fault.details()
-            self._answers.put_nowait(request)
-        if not self._reading and not self._pending:
-            self._answers.put_nowait(_END)
-
-    async def write(self) -> None:
-        answers, write = self._answers, self._context.write
-        while (answer := await answers.get()) is not _END:
-            if not self._batched or answers.empty():
-                await write(answer)
-                continue
-            # Answers that finished while the last write was going out travel together.
-            batch, size, carried = [answer], answer.ByteSize(), None
-            while not answers.empty() and len(batch) < BATCH_MAX:
-                answer = answers.get_nowait()
-                if answer is _END or size + answer.ByteSize() > BATCH_BYTES:
-                    carried = answer  # goes out after this frame, on its own
-                    break
-                batch.append(answer)
-                size += answer.ByteSize()
-            await write(FunctionMessage(Batch=batch) if len(batch) > 1 else batch[0])
-            if carried is _END:
-                return
-            if carried is not None:
-                await write(carried)
-
-    def abandon(self) -> None:
-        """The client went away: stop the async calls nobody can be answered about."""
-        for future in list(self._pending):
-            future.cancel()
