@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -12,7 +13,7 @@ import pytest
 
 from edgefn import __version__
 from support.broker import free_port
-from support.manager import FUNCTIONS, python_function, write_config
+from support.manager import FUNCTIONS, ManagerProcess, python_function, write_config
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -95,3 +96,17 @@ def test_run_with_the_embedded_port_taken_names_hub_embedded_port(tmp_path: Path
         done = edgefn("run", str(path))
     assert done.returncode == 1
     assert "hub.embedded.port" in done.stderr and str(port) in done.stderr
+
+
+def test_json_logs_go_to_stderr_and_to_logger_path(tmp_path: Path) -> None:
+    log_file = tmp_path / "logs" / "edgefn.log"
+    path = write_config(tmp_path, {"hub": {"embedded": {"port": free_port()}},
+                                   "functions": [python_function("hi", "e2e", "index.echo")],
+                                   "logger": {"format": "json", "path": "logs/edgefn.log"}})
+    with ManagerProcess(path) as manager:
+        manager.wait_ready(30)
+        assert manager.stop() == 0
+    records = [json.loads(line) for line in manager.lines if line.startswith("{")]
+    assert any(record["msg"] == "edgefn ready" and record["level"] == "info" for record in records)
+    assert {"ts", "level", "logger", "msg"} <= set(records[0])
+    assert "edgefn ready" in log_file.read_text()
