@@ -1,0 +1,147 @@
+"""The router's own logic, fast: topic matching, QoS 0 shedding, ack after publish (SPEC §6).
+
+A runner here is a small in-test object with the Runner shape (our own
+interface), and the hub records what it is asked to do; MQTT and gRPC are
+exercised for real in test_routing.py and test_delivery.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from edgefn.manager import router as router_module
+from edgefn.manager.config import RuleConfig, TopicConfig
+from edgefn.manager.hub import Delivery, HubDisconnected
+from edgefn.manager.message import Call
+from edgefn.manager.metrics import Metrics
+from edgefn.manager.router import Route, Router, topic_matches
+from edgefn.runtimes import faults
+from edgefn.runtimes.faults import Fault
+
+pytestmark = pytest.mark.timeout(10)
+
+
+@pytest.mark.parametrize(("pattern", "topic", "matches"), [
+    ("t", "t", True), ("t", "t/x", False), ("t/+", "t/x", True), ("t/+", "t/x/y", False),
+    ("t/#", "t", True), ("t/#", "t/x/y", True), ("+/x", "a/x", True), ("#", "a/b", True),
+    ("#", "$SYS/x", False), ("+/x", "$SYS/x", False), ("$share/g/t/+", "t/x", True), ("a/b", "a/c", False),
+])
+def test_topic_filters_match_like_mqtt(pattern: str, topic: str, matches: bool) -> None:
+    assert topic_matches(pattern, topic) is matches
+
+
+class Runner:
+    runtime = "python"
+    message_max = 1024
+
+    def __init__(self, answers: list[bytes | Fault]) -> None:
+        self.answers = answers
+        self.waiting = 0
+        self.calls: list[Call] = []
+
+    async def call(self, call: Call) -> bytes:
+        self.calls.append(call)
+        answer = self.answers.pop(0)
+        if isinstance(answer, Fault):
+            raise answer
+        return answer
+
+    async def start(self) -> None: ...
+
+    async def stop(self, grace: float) -> None: ...
+
+
+class Hub:
+    def __init__(self, fail: bool = False) -> None:
+        self.published: list[tuple[str, bytes, int]] = []
+        self.acked: list[int] = []
+        self.fail = fail
+
+    async def publish(self, topic: str, payload: bytes, qos: int) -> None:
+        if self.fail:
+            raise HubDisconnected("gone")
+        self.published.append((topic, payload, qos))
+
+    def ack(self, delivery: Delivery) -> None:
+        self.acked.append(delivery.mid)
+
+
+def rule(retry: int = 3) -> RuleConfig:
+    return RuleConfig(clientid=None, subscribe=TopicConfig("in/#", 1), function="f",
+                      publish=TopicConfig("out", 1), error=TopicConfig("err", 0), retry_max=retry)
+
+
+def delivery(mid: int, qos: int = 1, topic: str = "in/a") -> Delivery:
+    return Delivery(topic, b"{}", qos, False, mid, 1, time.time())
+
+
+async def routed(runner: Runner, hub: Hub, *deliveries: Delivery, retry: int = 3) -> Router:
+    stats = Metrics().function("f")
+    router = Router([Route(rule(retry), {"f": runner}, stats)], name="test")
+    router.hub = hub  # type: ignore[assignment]
+    for item in deliveries:
+        router.on_message(item)
+    await router.drain(5)
+    return router
+
+
+async def test_qos0_beyond_the_queue_is_dropped_and_counted_qos1_still_waits(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(router_module, "QOS0_QUEUE_MAX", 2)
+    runner, hub = Runner([b"1"]), Hub()
+    runner.waiting = 2  # the function is saturated
+    stats = Metrics().function("f")
+    router = Router([Route(rule(), {"f": runner}, stats)], name="test")
+    router.hub = hub  # type: ignore[assignment]
+    router.on_message(delivery(1, qos=0))
+    router.on_message(delivery(2, qos=1))
+    await router.drain(5)
+    assert stats.dropped == 1
+    assert [call.id for call in runner.calls] == [2]
+    assert hub.acked == [2]
+
+
+async def test_qos1_is_acked_after_its_result_is_published_with_the_lower_qos() -> None:
+    runner, hub = Runner([b"result"]), Hub()
+    await routed(runner, hub, delivery(7, qos=1))
+    assert hub.published == [("out", b"result", 1)] and hub.acked == [7]
+
+
+async def test_an_empty_result_publishes_nothing_and_acks() -> None:
+    hub = Hub()
+    await routed(Runner([b""]), hub, delivery(3))
+    assert hub.published == [] and hub.acked == [3]
+
+
+async def test_a_failed_publish_leaves_the_input_unacked_for_redelivery() -> None:
+    hub = Hub(fail=True)
+    await routed(Runner([b"result"]), hub, delivery(4))
+    assert hub.acked == []
+
+
+async def test_a_crash_is_retried_up_to_retry_max_then_enveloped_to_the_error_topic() -> None:
+    crash = Fault(faults.INSTANCE_CRASHED, "killed by signal 9")
+    runner, hub = Runner([crash, crash, crash]), Hub()
+    await routed(runner, hub, delivery(5), retry=3)
+    assert len(runner.calls) == 3 and len({call.invoke_id for call in runner.calls}) == 1
+    ((topic, body, qos),) = hub.published
+    assert (topic, qos) == ("err", 0) and b'"attempts":3' in body and b"Runtime.InstanceCrashed" in body
+    assert hub.acked == [5]
+
+
+async def test_a_user_error_is_final_at_once() -> None:
+    runner, hub = Runner([Fault("TypeError", "bad"), b"never"]), Hub()
+    await routed(runner, hub, delivery(6))
+    assert len(runner.calls) == 1 and b'"errorType":"TypeError"' in hub.published[0][1]
+
+
+async def test_after_close_deliveries_are_left_unacked() -> None:
+    runner, hub = Runner([b"x"]), Hub()
+    router = Router([Route(rule(), {"f": runner}, Metrics().function("f"))], name="test")
+    router.hub = hub  # type: ignore[assignment]
+    router.close()
+    router.on_message(delivery(8))
+    await asyncio.sleep(0)
+    assert runner.calls == [] and hub.acked == []
