@@ -19,6 +19,7 @@ from edgefn.manager.config import RuleConfig
 from edgefn.manager.hub import Delivery, Hub, HubError
 from edgefn.manager.message import Call, envelope
 from edgefn.manager.metrics import FunctionStats
+from edgefn.runtimes import faults
 from edgefn.runtimes.faults import Fault
 
 log = logging.getLogger("edgefn.router")
@@ -58,7 +59,28 @@ class Route:
 
     @property
     def runner(self) -> Runner:
-        return self.runners[self.rule.function]
+        """The function's runner now; a function reloaded away is a Gone stand-in."""
+        return self.runners.get(self.rule.function) or Gone(self.rule.function)
+
+
+class Gone:
+    """The runner of a function that no longer exists: every call fails, nothing waits."""
+
+    runtime = "unknown"
+    message_max = None
+    waiting = 0
+
+    def __init__(self, function: str) -> None:
+        self.function = function
+
+    async def call(self, call: Call) -> bytes:
+        raise Fault(faults.FUNCTION_NOT_FOUND, f"function {self.function!r} no longer exists (the config changed)")
+
+    async def start(self) -> None:
+        """Nothing to start."""
+
+    async def stop(self, grace: float) -> None:
+        """Nothing to stop."""
 
 
 def topic_matches(pattern: str, topic: str) -> bool:
@@ -171,7 +193,7 @@ class Router:
             return await self._publish(rule.publish.topic, result, min(delivery.qos, rule.publish.qos))
 
     async def _publish_fault(
-        self, delivery: Delivery, route: Route, runner: Runner, call: Call, fault: Fault, attempts: int
+        self, delivery: Delivery, route: Route, runner: Runner | Gone, call: Call, fault: Fault, attempts: int
     ) -> bool:
         rule = route.rule
         target = rule.error or rule.publish

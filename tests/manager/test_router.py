@@ -145,3 +145,13 @@ async def test_after_close_deliveries_are_left_unacked() -> None:
     router.on_message(delivery(8))
     await asyncio.sleep(0)
     assert runner.calls == [] and hub.acked == []
+
+
+async def test_a_function_reloaded_away_answers_with_an_envelope_and_acks() -> None:
+    hub = Hub()
+    router = Router([Route(rule(), {}, Metrics().function("f"))], name="test")
+    router.hub = hub  # type: ignore[assignment]
+    router.on_message(delivery(9))
+    await router.drain(5)
+    ((topic, body, _),) = hub.published
+    assert topic == "err" and b"Runtime.FunctionNotFound" in body and hub.acked == [9]
