@@ -124,6 +124,7 @@ async def drive(port: int, source: str, target: str, count: int, *, rate: float 
     latencies: list[float] = []
     try:
         await _wait_subscribed(port, target, marker, sub.stdout)
+        await _wait_through(pub.stdin, marker, sub.stdout)  # the publisher is connected, the path is warm
         started = time.time()
         writer = asyncio.create_task(_feed(pub.stdin, count, rate, started), name="bench-feed")
         async with asyncio.timeout(max(60.0, count / 200)):
@@ -158,6 +159,19 @@ async def _wait_subscribed(port: int, topic: str, marker: str, stdout: asyncio.S
                         return
             except TimeoutError:
                 continue
+
+
+async def _wait_through(stdin: asyncio.StreamWriter, marker: str, stdout: asyncio.StreamReader) -> None:
+    """Send ``marker`` through the publisher and the system under test until it comes out.
+
+    Otherwise the clock would start while mosquitto_pub is still connecting, and
+    the first messages would carry its connection time as latency.
+    """
+    async with asyncio.timeout(30):
+        stdin.write(marker.encode() + b"\n")
+        await stdin.drain()
+        while marker.encode() not in await stdout.readline():
+            pass
 
 
 async def _feed(stdin: asyncio.StreamWriter, count: int, rate: float | None, started: float) -> None:
