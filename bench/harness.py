@@ -133,7 +133,7 @@ async def drive(port: int, source: str, target: str, count: int, *, rate: float 
                 if not line:
                     break
                 arrived, _, payload = line.partition(b" ")
-                if payload.startswith(b"ready-"):
+                if marker.encode() in payload:
                     continue
                 latencies.append(float(arrived) - orjson.loads(payload)["t"])
         elapsed = time.time() - started
@@ -168,7 +168,8 @@ async def _wait_through(stdin: asyncio.StreamWriter, marker: str, stdout: asynci
     the first messages would carry its connection time as latency.
     """
     async with asyncio.timeout(30):
-        stdin.write(marker.encode() + b"\n")
+        # JSON, so that every system under test (SQL filters too) passes it on.
+        stdin.write(orjson.dumps({"n": 0, "t": time.time(), "marker": marker}) + b"\n")
         await stdin.drain()
         while marker.encode() not in await stdout.readline():
             pass
