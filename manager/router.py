@@ -104,6 +104,7 @@ class Router:
 
     def __init__(self, routes: Sequence[Route], name: str) -> None:
         self.name = name
+        self._task_name = f"{name}:deliver"  # formatted once: on_message is the hot path
         self.hub: Hub | None = None
         self._routes = list(routes)
         self._matches: dict[str, list[Route]] = {}
@@ -136,7 +137,7 @@ class Router:
         if delivery.qos == 0 and routes[0].runner.waiting >= QOS0_QUEUE_MAX:
             routes[0].stats.dropped += 1
             return
-        task = asyncio.create_task(self._deliver(delivery, routes), name=f"{self.name}:deliver")
+        task = asyncio.create_task(self._deliver(delivery, routes), name=self._task_name)
         self._tasks.add(task)
         self._idle.clear()
         task.add_done_callback(self._finished)
