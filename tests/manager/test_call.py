@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import shutil
 import subprocess
 import sys
-import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,13 +55,6 @@ async def edgefn_call(*args: str, stdin: bytes | None = None, timeout: float = 3
             await process.wait()
     assert process.returncode is not None
     return Done(process.returncode, stdout, stderr.decode())
-
-
-@pytest.fixture
-def socket_dir() -> Iterator[Path]:
-    folder = Path(tempfile.mkdtemp(prefix="ef-"))
-    yield folder
-    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture

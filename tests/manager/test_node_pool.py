@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import subprocess
-import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
@@ -45,13 +43,6 @@ def node() -> str:
         return node_executable()
     except LaunchError as exc:
         pytest.fail(f"the Node pool tests need Node.js: {exc}")
-
-
-@pytest.fixture
-def socket_dir() -> Iterator[Path]:
-    folder = Path(tempfile.mkdtemp(prefix="efn-"))  # short: unix socket paths are capped
-    yield folder
-    shutil.rmtree(folder, ignore_errors=True)
 
 
 def call(event: object) -> Call:

@@ -5,11 +5,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
-import shutil
 import socket
 import subprocess
-import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
@@ -33,14 +31,6 @@ pytestmark = pytest.mark.timeout(60)
 
 def python_function(name: str, handler: str, case: str = "grpc_calls", **instance: object) -> FunctionConfig:
     return FunctionConfig(name, "python", handler, FUNCTIONS / case, instance=InstanceConfig(**instance))  # type: ignore[arg-type]
-
-
-@pytest.fixture
-def socket_dir() -> Iterator[Path]:
-    """A short private folder: unix socket paths are limited to 107 bytes."""
-    folder = Path(tempfile.mkdtemp(prefix="ef-"))
-    yield folder
-    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture

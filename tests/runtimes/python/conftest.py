@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import sys
-import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,16 +83,6 @@ def runtime_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
 
 
 Spawn = Callable[..., Awaitable[Runtime]]
-
-
-@pytest.fixture
-def sockdir() -> Iterable[str]:
-    """A short private folder for unix sockets (paths are limited to 107 bytes)."""
-    path = tempfile.mkdtemp(prefix="efrt-", dir="/tmp")
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import signal
 import sys
-import tempfile
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 
 import grpc
 import grpc.aio
@@ -20,15 +18,6 @@ from edgefn.wire import function_pb2, function_pb2_grpc
 
 FunctionMessage = function_pb2.FunctionMessage
 DOCS = "select qos() as qos, topic() as topic, * where id < 10"
-
-
-@pytest.fixture
-def sockdir() -> Iterator[str]:
-    path = tempfile.mkdtemp(prefix="efsql-", dir="/tmp")
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 class SqlRuntime:
