@@ -1,7 +1,9 @@
-"""The address forms a config names: the MQTT hub's URL and the gRPC server's address.
+"""Every address form edgefn reads: the MQTT hub's URL, the gRPC server's listen
+address, and the gRPC target of a runtime instance (or of ``edgefn call``).
 
-Both parsers raise ValueError with a message saying what was expected, so the
+The parsers raise ValueError with a message saying what was expected, so the
 config reader can put it next to the YAML path and the CLI next to its flag.
+This module is imported by the runtimes too: standard library only.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ UNIX_PATH_MAX = 107
 
 _HUB_FORMS = "scheme://host[:port] with scheme tcp, ssl, ws or wss (ws and wss may add a /path)"
 _SERVER_FORMS = "host:port (port 0: any free port) or unix:///absolute/path (unix:relative/path too)"
+_TARGET_FORMS = "unix:///abs/path.sock, unix:rel/path.sock, host:port or tcp://host:port"
 
 
 @dataclass(frozen=True)
@@ -90,3 +93,31 @@ def _unix_address(stripped: str, folder: Path, text: str) -> str:
     if not socket.parent.is_dir():
         raise ValueError(f"the socket's folder {socket.parent} does not exist")
     return f"unix://{socket}"
+
+
+def parse_target(address: str) -> str:
+    """The gRPC target (to bind or to dial) of an instance address, or ValueError.
+
+    Accepts ``unix:///abs/path.sock``, ``unix:rel/path.sock``, ``host:port`` and
+    ``tcp://host:port`` (grpc takes all but the last as they are).
+    """
+    path = unix_path(address)
+    if path is not None:
+        if address.startswith("unix://") and not address.startswith("unix:///"):
+            raise ValueError(f"bad address {address!r}: unix:// needs an absolute path (unix:///abs/path.sock)")
+        if address in ("unix:", "unix:///") or address.endswith("/"):
+            raise ValueError(f"bad address {address!r}: no socket file named")
+        return address
+    target = address.removeprefix("tcp://")
+    host, sep, port = target.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"bad address {address!r}: expected {_TARGET_FORMS}")
+    return target
+
+
+def unix_path(address: str) -> Path | None:
+    """The socket file of a ``unix:`` address (``unix:///abs`` or ``unix:rel``); None for others."""
+    if not address.startswith("unix:"):
+        return None
+    rest = address[len("unix:"):]
+    return Path(rest[2:] if rest.startswith("//") else rest)

@@ -13,7 +13,8 @@ from collections.abc import Awaitable, Callable
 import grpc
 import grpc.aio
 
-from edgefn.runtimes.faults import MESSAGE_TOO_LARGE, UNKNOWN_FAULT, Fault
+from edgefn.runtimes.faults import FUNCTION_NOT_FOUND, MESSAGE_TOO_LARGE, UNKNOWN_FAULT, Fault
+from edgefn.runtimes.frames import take_batch
 from edgefn.wire.function_pb2 import FunctionMessage
 
 Invoke = Callable[[FunctionMessage], Awaitable[bytes]]
@@ -59,10 +60,14 @@ def _bounded(fault: Fault) -> Fault:
 
 
 class FunctionService:
-    """``baetyl.Function``: Call and Talk over one Invoke; results above ``message_max`` fail."""
+    """``baetyl.Function``: Call and Talk over one Invoke; results above ``message_max`` fail.
 
-    def __init__(self, invoke: Invoke, message_max: int) -> None:
-        self._invoke = invoke
+    ``name`` is the function served: a request naming another function is
+    answered NOT_FOUND, as Baetyl's runtimes do ("" serves whatever is asked).
+    """
+
+    def __init__(self, invoke: Invoke, message_max: int, name: str = "") -> None:
+        self._invoke = _checked(invoke, name) if name else invoke
         self._max = message_max
         self._readers: set[asyncio.Task[None]] = set()
         self._closing = False
@@ -120,11 +125,26 @@ class FunctionService:
             await reader  # done by now; surfaces a failed read as the stream's status
 
 
-# At most this many answers, and this many bytes, share one Talk frame (the
-# frame must stay under the client's gRPC size limit, message_max + 64 KiB).
+# At most this many answers share one Talk frame (and runtimes.frames.BATCH_BYTES).
 BATCH_MAX = 256
-BATCH_BYTES = 32 * 1024
-_END = FunctionMessage()  # a sentinel: every answer is written, the stream may end
+
+
+def _checked(invoke: Invoke, name: str) -> Invoke:
+    """``invoke``, refusing requests whose FunctionName is set and is not ``name``."""
+
+    def run(request: FunctionMessage) -> Awaitable[bytes]:
+        wanted = request.FunctionName
+        if wanted and wanted != name:
+            return _failed(Fault(FUNCTION_NOT_FOUND, f"function {wanted!r} not found: this runtime serves {name!r}"))
+        return invoke(request)
+
+    return run
+
+
+def _failed(fault: Fault) -> asyncio.Future[bytes]:
+    future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+    future.set_exception(fault)
+    return future
 
 
 class _Stream:
@@ -134,7 +154,8 @@ class _Stream:
         self._invoke = invoke
         self._max = limit
         self._context = context
-        self._answers: asyncio.Queue[FunctionMessage] = asyncio.Queue()
+        # None, the last item: every answer is written, the stream may end.
+        self._answers: asyncio.Queue[FunctionMessage | None] = asyncio.Queue()
         self._pending: set[asyncio.Future[bytes]] = set()
         self._reading = True
         self._batched = False
@@ -154,7 +175,7 @@ class _Stream:
         finally:
             self._reading = False
             if not self._pending:
-                self._answers.put_nowait(_END)
+                self._answers.put_nowait(None)
 
     def _start(self, request: FunctionMessage) -> None:
         started = self._invoke(request)
@@ -183,28 +204,21 @@ class _Stream:
             request.Error = fault.details()
             self._answers.put_nowait(request)
         if not self._reading and not self._pending:
-            self._answers.put_nowait(_END)
+            self._answers.put_nowait(None)
 
     async def write(self) -> None:
         answers, write = self._answers, self._context.write
-        while (answer := await answers.get()) is not _END:
+        queued: list[FunctionMessage | None] = []
+        while True:
+            answer = queued.pop() if queued else await answers.get()
+            if answer is None:
+                return
             if not self._batched or answers.empty():
                 await write(answer)
                 continue
             # Answers that finished while the last write was going out travel together.
-            batch, size, carried = [answer], answer.ByteSize(), None
-            while not answers.empty() and len(batch) < BATCH_MAX:
-                answer = answers.get_nowait()
-                if answer is _END or size + answer.ByteSize() > BATCH_BYTES:
-                    carried = answer  # goes out after this frame, on its own
-                    break
-                batch.append(answer)
-                size += answer.ByteSize()
+            batch, queued = take_batch(answers, answer, BATCH_MAX)
             await write(FunctionMessage(Batch=batch) if len(batch) > 1 else batch[0])
-            if carried is _END:
-                return
-            if carried is not None:
-                await write(carried)
 
     def abandon(self) -> None:
         """The client went away: stop the async calls nobody can be answered about."""

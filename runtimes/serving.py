@@ -12,7 +12,6 @@ Public API::
     Invoke = Callable[[FunctionMessage], Awaitable[bytes]]
     Load = Callable[[RuntimeOptions], tuple[Invoke, bool]]
     parse_options(argv, runtime, env=os.environ) -> RuntimeOptions   # SystemExit(2) on bad usage
-    parse_address(address) -> str                                    # ValueError when malformed
     serve(options, load) -> int                                      # the process's exit status
     run(argv, runtime, load) -> int                                  # parse_options + serve
 
@@ -44,8 +43,11 @@ import grpc
 import grpc.aio
 import orjson
 
+from edgefn.manager.addresses import parse_target, unix_path
+from edgefn.manager.units import parse_size
 from edgefn.runtimes.faults import UNAVAILABLE_FAULT, Fault
 from edgefn.runtimes.service import FunctionService, Invoke
+from edgefn.wire.limits import DEFAULT_MESSAGE_MAX, size_options
 
 
 EXIT_OK = 0
@@ -53,16 +55,12 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_LOAD = 3
 
-DEFAULT_MESSAGE_MAX = 4 * 1024 * 1024
-# Room for a message's other fields (topic, names, ids) above the payload limit.
-ENVELOPE_ROOM = 64 * 1024
 # The runtime finishes every call in flight however long it takes: deadlines are
 # the manager's (it kills an instance that outlives its shutdown timeout), and a
 # second signal forces the exit. grpc wants a number, so "forever" is a day.
 DRAIN_GRACE = 86400.0
 
 METHODS = ("Call", "Talk")
-_SIZES = {"b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 
 
 @dataclass(frozen=True)
@@ -89,44 +87,6 @@ class RuntimeOptions:
 
 
 Load = Callable[[RuntimeOptions], tuple[Invoke, bool]]
-
-
-def parse_address(address: str) -> str:
-    """Return the gRPC bind target for an instance address, or raise ValueError.
-
-    Accepts ``unix:///abs/path.sock``, ``unix:rel/path.sock``, ``host:port`` and
-    ``tcp://host:port`` (grpc takes all but the last as they are).
-    """
-    if address.startswith("unix:"):
-        path = address[len("unix:") :]
-        if path.startswith("//"):
-            path = path[2:]
-            if not path.startswith("/"):
-                raise ValueError(f"bad address {address!r}: unix:// needs an absolute path (unix:///abs/path.sock)")
-        if not path or path.endswith("/"):
-            raise ValueError(f"bad address {address!r}: no socket file named")
-        return address
-    target = address[len("tcp://") :] if address.startswith("tcp://") else address
-    host, sep, port = target.rpartition(":")
-    if not sep or not host or not port.isdigit() or int(port) > 65535:
-        raise ValueError(
-            f"bad address {address!r}: expected unix:///abs/path.sock, unix:rel/path.sock, host:port or tcp://host:port"
-        )
-    return target
-
-
-def parse_size(text: str) -> int:
-    """Parse a byte size: a bare number of bytes, or with a b/k/m/g suffix (1024-based)."""
-    value = text.strip().lower()
-    unit = _SIZES.get(value[-1:], 0)
-    number = value[:-1] if unit else value
-    try:
-        size = int(float(number) * (unit or 1))
-    except ValueError:
-        raise ValueError(f"bad size {text!r}: expected bytes, or a number with b/k/m/g") from None
-    if size <= 0:
-        raise ValueError(f"bad size {text!r}: must be positive")
-    return size
 
 
 def parse_options(argv: Sequence[str], runtime: str, env: Mapping[str, str] = os.environ) -> RuntimeOptions:
@@ -157,8 +117,8 @@ def parse_options(argv: Sequence[str], runtime: str, env: Mapping[str, str] = os
     if not args.handler:
         parser.error("no handler: pass --handler or set EDGEFN_FUNCTION_HANDLER")
     try:
-        message_max = parse_size(args.message_max)
-        target = parse_address(args.address) if args.address else ""
+        message_max = _message_max(args.message_max)
+        target = parse_target(args.address) if args.address else ""
         return RuntimeOptions(
             address=target,
             name=args.name,
@@ -171,6 +131,16 @@ def parse_options(argv: Sequence[str], runtime: str, env: Mapping[str, str] = os
     except ValueError as exc:
         parser.error(str(exc))
         raise  # parser.error never returns; this keeps type checkers content
+
+
+def _message_max(text: str) -> int:
+    try:
+        size = parse_size(text)
+    except ValueError as exc:
+        raise ValueError(f"bad --message-max (EDGEFN_MESSAGE_MAX): {exc}") from None
+    if size <= 0:
+        raise ValueError(f"bad --message-max (EDGEFN_MESSAGE_MAX): must be positive, got {text!r}")
+    return size
 
 
 def run(argv: Sequence[str], runtime: str, load: Load) -> int:
@@ -264,16 +234,9 @@ def _watch_parent() -> None:
 
 async def _serve(options: RuntimeOptions, invoke: Invoke, concurrent: bool, handshake: _Handshake) -> int:
     stopping = _catch_signals()
-    service = FunctionService(invoke, options.message_max)
-    limit = options.message_max + ENVELOPE_ROOM
-    server = grpc.aio.server(
-        options=[
-            ("grpc.max_send_message_length", limit),
-            ("grpc.max_receive_message_length", limit),
-            # Two instances must never share a port silently.
-            ("grpc.so_reuseport", 0),
-        ]
-    )
+    service = FunctionService(invoke, options.message_max, options.name)
+    # Two instances must never share a port silently: no SO_REUSEPORT.
+    server = grpc.aio.server(options=[*size_options(options.message_max), ("grpc.so_reuseport", 0)])
     service.register(server)
     try:
         port = server.add_insecure_port(options.address)
@@ -309,7 +272,7 @@ def _catch_signals() -> asyncio.Event:
 def _bound(target: str, port: int) -> str:
     """The address actually listened on: a tcp port 0 becomes the chosen port, a
     relative unix path absolute (the handshake's reader has another working directory)."""
-    if target.startswith("unix:"):
-        path = target.removeprefix("unix://") if target.startswith("unix://") else target.removeprefix("unix:")
+    path = unix_path(target)
+    if path is not None:
         return f"unix://{os.path.abspath(path)}"
     return f"{target.rpartition(':')[0]}:{port}"

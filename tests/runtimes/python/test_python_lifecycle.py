@@ -128,7 +128,7 @@ async def test_usage_errors_exit_2_with_a_message() -> None:
     assert (code, "bad address" in message) == (2, True)
     code, message = await usage_error("--handler", "index.handler", env={"EDGEFN_INSTANCE_ADDRESS": "x:1",
                                                                           "EDGEFN_MESSAGE_MAX": "lots"})
-    assert (code, "bad size" in message) == (2, True)
+    assert (code, "bad --message-max" in message) == (2, True)
     code, message = await usage_error("--handler", "index.handler")
     assert (code, "address" in message) == (2, True)
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from edgefn.runtimes.serving import DEFAULT_MESSAGE_MAX, RuntimeOptions, parse_address, parse_options, parse_size
+from edgefn.manager.addresses import parse_target
+from edgefn.runtimes.serving import RuntimeOptions, parse_options
+from edgefn.wire.limits import DEFAULT_MESSAGE_MAX
 
 
 @pytest.mark.parametrize(
@@ -14,26 +16,28 @@ from edgefn.runtimes.serving import DEFAULT_MESSAGE_MAX, RuntimeOptions, parse_a
      ("localhost:1", "localhost:1")],
 )
 def test_address_forms(address: str, target: str) -> None:
-    assert parse_address(address) == target
+    assert parse_target(address) == target
 
 
 @pytest.mark.parametrize("address", ["/tmp/a.sock", "unix://rel.sock", "unix:", "unix:///tmp/", "host",
                                      "host:", ":80", "tcp://host", "host:port", "host:70000"])
 def test_bad_addresses_are_refused(address: str) -> None:
     with pytest.raises(ValueError, match="bad address"):
-        parse_address(address)
+        parse_target(address)
 
 
 @pytest.mark.parametrize(("text", "size"), [("100", 100), ("1k", 1024), ("4m", 4 << 20), ("1.5k", 1536),
-                                            ("2G", 2 << 30), ("7b", 7)])
-def test_sizes(text: str, size: int) -> None:
-    assert parse_size(text) == size
+                                            ("2G", 2 << 30), ("7b", 7), ("4mb", 4 << 20)])
+def test_message_max_takes_the_config_size_forms(text: str, size: int) -> None:
+    assert parse_options(["--handler", "a.b", "--check", "--message-max", text], "python", {}).message_max == size
 
 
-@pytest.mark.parametrize("text", ["", "m", "-1", "0", "lots", "4mb"])
-def test_bad_sizes_are_refused(text: str) -> None:
-    with pytest.raises(ValueError, match="bad size"):
-        parse_size(text)
+@pytest.mark.parametrize("text", ["", "m", "-1", "0", "lots"])
+def test_bad_message_max_is_usage_error(text: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        parse_options(["--handler", "a.b", "--check", "--message-max", text], "python", {})
+    assert exited.value.code == 2
+    assert "message" in capsys.readouterr().err
 
 
 def test_environment_fills_what_flags_leave_out() -> None:
