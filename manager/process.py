@@ -1,0 +1,225 @@
+"""The operating-system side of a runtime instance: its process, its output, its exit.
+
+A :class:`RuntimeProcess` spawns the runtime's command line in a session of
+its own (a terminal's Ctrl-C reaches only the manager), reads the optional
+handshake line, relays stdout and stderr into the log, and reports the exit the
+moment the child watcher reaps the process (the subprocess protocol's
+``process_exited``), not when its pipes close: a grandchild holding stderr open
+must not hide a crash. It knows nothing about gRPC (see ``client.py``).
+
+The handshake is the one JSON line edgefn's built-in runtimes write on stdout
+once they serve (docs/runtimes.md): :func:`parse_handshake` is its one reader,
+used here and by ``edgefn check``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+
+from edgefn.runtimes import faults
+from edgefn.runtimes.faults import Fault
+
+log = logging.getLogger("edgefn.instance")
+
+# After the exit, output is relayed until EOF or this long (a grandchild may hold it).
+OUTPUT_DRAIN = 0.5
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+
+
+@dataclass(frozen=True)
+class Handshake:
+    """What a runtime said about itself when it became ready."""
+
+    methods: tuple[str, ...] = ("Call",)
+    concurrent: bool | None = None  # may its handler run calls concurrently? None: not said
+    batch: bool = False  # takes Batch frames on Talk
+    address: str | None = None  # the address it bound, if it said
+
+    @property
+    def talk(self) -> bool:
+        return "Talk" in self.methods
+
+
+def parse_handshake(line: bytes, name: str) -> Handshake:
+    """Read a handshake line; raise the load ``Fault`` it reports, or one saying it is malformed."""
+    try:
+        data = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        raise Fault(faults.UNKNOWN_FAULT, f"{name} wrote no handshake: {line[:200]!r}") from None
+    if not isinstance(data, dict):
+        raise Fault(faults.UNKNOWN_FAULT, f"{name} wrote a malformed handshake: {line[:200]!r}")
+    if not data.get("ready"):
+        stack = data.get("errorStack")
+        raise Fault(
+            str(data.get("errorType", faults.UNKNOWN_FAULT)),
+            str(data.get("errorMessage", "")),
+            [str(frame) for frame in stack] if isinstance(stack, list) else [],
+        )
+    methods = data.get("methods")
+    concurrent = data.get("concurrent")
+    address = data.get("address")
+    return Handshake(
+        methods=tuple(str(m) for m in methods) if isinstance(methods, list) and methods else ("Call",),
+        concurrent=concurrent if isinstance(concurrent, bool) else None,
+        batch=data.get("batch") is True,
+        address=address if isinstance(address, str) else None,
+    )
+
+
+class _Protocol(asyncio.subprocess.SubprocessStreamProtocol):
+    """asyncio's stream protocol, plus a callback the moment the process is reaped."""
+
+    def __init__(self, on_exit: Callable[[], None], loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(limit=2**16, loop=loop)
+        self._exit_callback = on_exit
+
+    def process_exited(self) -> None:
+        super().process_exited()
+        self._exit_callback()
+
+
+class RuntimeProcess:
+    """One runtime process: spawn, (handshake), relay its output, signal it, see it exit.
+
+    ``on_exit`` is called once, on the loop, when the process has been reaped.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        cwd: Path | None,
+        env: Mapping[str, str],
+        on_exit: Callable[[], None],
+    ) -> None:
+        self.name = name
+        self.pid: int | None = None
+        self.returncode: int | None = None
+        self.exit = asyncio.Event()
+        self._argv = list(argv)
+        self._cwd = cwd
+        self._env = dict(env)
+        self._on_exit = on_exit
+        self._transport: asyncio.SubprocessTransport | None = None
+        self._protocol: _Protocol | None = None
+        self._relays: set[asyncio.Task[None]] = set()
+
+    @property
+    def exited(self) -> bool:
+        return self.exit.is_set()
+
+    async def spawn(self) -> None:
+        """Start the process and relay its stderr; raises ``OSError`` when it cannot be executed."""
+        loop = asyncio.get_running_loop()
+        self._transport, self._protocol = await loop.subprocess_exec(
+            lambda: _Protocol(self._exited, loop),
+            *self._argv,
+            cwd=self._cwd,
+            env=self._env,
+            stdin=asyncio.subprocess.PIPE,  # held open: EOF tells the runtime we are gone
+            stdout=asyncio.subprocess.PIPE,  # the handshake line, then relayed
+            stderr=asyncio.subprocess.PIPE,  # relayed into our log
+            start_new_session=True,  # its own process group: a terminal's Ctrl-C reaches only the manager
+        )
+        self.pid = self._transport.get_pid()
+        assert self._protocol.stderr is not None
+        self._relay(self._protocol.stderr, "stderr")
+
+    async def handshake(self) -> Handshake:
+        """Read the handshake line; raise its load fault, or a crash fault if the process ends first."""
+        assert self._protocol is not None and self._protocol.stdout is not None
+        line = await self._protocol.stdout.readline()
+        if not line:
+            await self.exit.wait()
+            raise Fault(faults.INSTANCE_CRASHED, f"{self.name} {self.describe_exit()} before it was ready")
+        return parse_handshake(line, self.name)
+
+    def relay_stdout(self) -> None:
+        """Relay stdout into the log from now on (a runtime may go on writing to it: the pipe must not fill)."""
+        assert self._protocol is not None and self._protocol.stdout is not None
+        self._relay(self._protocol.stdout, "stdout")
+
+    def describe_exit(self) -> str:
+        """``exited with status 3`` / ``killed by signal 9`` (or ``running``)."""
+        code = self.returncode
+        if code is None:
+            return "running"
+        return f"killed by signal {-code}" if code < 0 else f"exited with status {code}"
+
+    def signal(self, signum: int) -> None:
+        """Send ``signum`` to the process (nothing once it has exited)."""
+        if self._transport is not None and not self.exited:
+            with contextlib.suppress(ProcessLookupError):
+                self._transport.send_signal(signum)
+
+    def kill(self) -> None:
+        self.signal(signal.SIGKILL)
+
+    async def wait(self, timeout: float) -> bool:
+        """Wait for the exit up to ``timeout`` seconds; True if it exited."""
+        if self.exited:
+            return True
+        if timeout <= 0:
+            return False
+        try:
+            async with asyncio.timeout(timeout):
+                await self.exit.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    def rss(self) -> int | None:
+        """Resident memory of the process in bytes (None if it is gone)."""
+        if self.exited or self.pid is None:
+            return None
+        try:
+            with open(f"/proc/{self.pid}/statm", "rb") as statm:
+                return int(statm.read().split()[1]) * PAGE_SIZE
+        except (OSError, ValueError, IndexError):
+            return None
+
+    async def close(self) -> None:
+        """Kill it if it lives, wait for its exit and its last words, release the pipes."""
+        if self._transport is not None and not self.exited:
+            self.kill()
+            await self.exit.wait()
+        if self._relays:
+            await asyncio.wait(list(self._relays), timeout=OUTPUT_DRAIN)  # the last words of a crash
+        for task in list(self._relays):
+            task.cancel()
+        await asyncio.gather(*self._relays, return_exceptions=True)
+        if self._transport is not None:
+            self._transport.close()
+
+    def _exited(self) -> None:
+        """The child watcher reaped the process (called on the loop, once)."""
+        assert self._transport is not None
+        self.returncode = self._transport.get_returncode()
+        self.exit.set()
+        self._on_exit()
+
+    def _relay(self, stream: asyncio.StreamReader, what: str) -> None:
+        task = asyncio.create_task(_relay_lines(stream, self.name), name=f"{self.name}:{what}")
+        self._relays.add(task)
+        task.add_done_callback(self._relays.discard)
+
+
+async def _relay_lines(stream: asyncio.StreamReader, name: str) -> None:
+    """Relay a process's output into the log, line by line, until EOF."""
+    while True:
+        try:
+            line = await stream.readline()
+        except ValueError:  # longer than the buffer: dropped, and reading goes on
+            line = b"(a line too long to relay was dropped)"
+        if not line:
+            return
+        log.info("[%s] %s", name, line.decode(errors="replace").rstrip())
