@@ -103,27 +103,18 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _runtime(argv: list[str]) -> int:
-    kinds = ("python", "node", "sql")
+    from edgefn.manager.launch import LaunchError
+    from edgefn.manager.runners import KINDS
+
+    kinds = [name for name, kind in KINDS.items() if kind.serve is not None]
     if not argv or argv[0] not in kinds:
         print(f"usage: edgefn runtime {{{'|'.join(kinds)}}} [--address A] [--name N] [--handler H] "
               "[--codedir D] [--message-max BYTES] [--check]", file=sys.stderr)
         return EXIT_USAGE
-    kind, rest = argv[0], argv[1:]
-    if kind == "python":
-        from edgefn.runtimes.python import main as python_main
-
-        return python_main(rest)
-    if kind == "sql":
-        from edgefn.runtimes.sql.__main__ import main as sql_main
-
-        return sql_main(rest)
-    import os
-
-    from edgefn.manager.launch import LaunchError, runtime_argv
-
+    serve = KINDS[argv[0]].serve
+    assert serve is not None
     try:
-        command = runtime_argv("node")
+        return serve(argv[1:])
     except LaunchError as exc:
         print(f"edgefn: {exc}", file=sys.stderr)
         return EXIT_PROBLEMS
-    os.execv(command[0], [*command, *rest])

@@ -25,29 +25,18 @@ from pathlib import Path
 
 from edgefn.manager import logs
 from edgefn.manager.broker import EmbeddedBroker
-from edgefn.manager.check import HandlerProblem, check_function
 from edgefn.manager.config import Config, FunctionConfig, RuleConfig
 from edgefn.manager.hub import Hub, HubError
-from edgefn.manager.launch import LaunchError, runtime_argv
 from edgefn.manager.metrics import Metrics
-from edgefn.manager.pool import Pool
-from edgefn.manager.router import Route, Router, Runner
+from edgefn.manager.router import Route, Router
+from edgefn.manager.runners import ReloadError, RunnerTable
 from edgefn.manager.server import FunctionServer
-from edgefn.manager.sql import SqlRunner
+
+__all__ = ["Manager", "ReloadError"]
 
 log = logging.getLogger("edgefn.manager")
 
 STATUS_INTERVAL = 30.0
-# How often a retiring runner is checked for calls still waiting for a slot.
-RETIRE_POLL = 0.05
-
-
-class ReloadError(Exception):
-    """A new config or new code cannot be applied; the running one stays."""
-
-    def __init__(self, problems: list[HandlerProblem]) -> None:
-        super().__init__("\n".join(str(problem) for problem in problems))
-        self.problems = problems
 
 
 def _by_clientid(config: Config) -> dict[str, list[RuleConfig]]:
@@ -67,13 +56,13 @@ class Manager:
     def __init__(self, config: Config, *, prepare: Callable[[FunctionConfig], FunctionConfig] | None = None) -> None:
         self.config = config
         self.metrics = Metrics()
-        self.runners: dict[str, Runner] = {}
+        self._socket_dir = Path(tempfile.mkdtemp(prefix="edgefn-"))  # 0700: instances' sockets are private
+        self.runners = RunnerTable(socket_dir=self._socket_dir, metrics=self.metrics,
+                                   grace=config.shutdown.timeout, prepare=prepare)
+        self.runners.on_removed = self._refresh_server
         self.connections: dict[str, tuple[Hub, Router]] = {}
         self.server: FunctionServer | None = None
-        self._prepare = prepare or (lambda function: function)
         self._broker: EmbeddedBroker | None = None
-        self._socket_dir = Path(tempfile.mkdtemp(prefix="edgefn-"))  # 0700: instances' sockets are private
-        self._retiring: set[asyncio.Task[None]] = set()
 
     async def run(self, stop: asyncio.Event, ready: Callable[[], None] | None = None) -> None:
         """Run until ``stop`` is set, then shut down gracefully."""
@@ -81,8 +70,8 @@ class Manager:
             stack.callback(shutil.rmtree, self._socket_dir, True)
             stack.push_async_callback(self._stop_broker)
             await self._start_broker()
-            stack.push_async_callback(self._stop_runners)
-            await self._start_runners(self.config.functions)
+            stack.push_async_callback(self.runners.stop)
+            await self.runners.start(self.config.functions)
             stack.push_async_callback(self._stop_server)  # before the runners: no call lands on a stopping pool
             await self._start_server()
             stack.push_async_callback(self._disconnect_all)
@@ -120,50 +109,9 @@ class Manager:
             await self.server.stop(self.config.shutdown.timeout)
             self.server = None
 
-    # -- functions ---------------------------------------------------------------
-
-    def _runner(self, function: FunctionConfig) -> Runner:
-        stats = self.metrics.function(function.name)
-        if function.runtime == "sql":
-            return SqlRunner(function, stats)
-        return Pool(self._prepare(function), socket_dir=self._socket_dir, stats=stats)
-
-    async def _start_runners(self, functions: Iterable[FunctionConfig]) -> None:
-        functions = list(functions)
-        for runtime in sorted({function.runtime for function in functions} - {"sql"}):
-            try:  # say now, not at the first message, that a runtime cannot run here
-                await asyncio.to_thread(runtime_argv, runtime)
-            except LaunchError as exc:
-                log.error("%s; its functions will answer with Runtime.Unavailable envelopes", exc)
-        for function in functions:
-            self.runners[function.name] = self._runner(function)
-        await asyncio.gather(*(runner.start() for runner in self.runners.values()))
-
-    async def _stop_runners(self) -> None:
-        grace = self.config.shutdown.timeout
-        await asyncio.gather(*self._retiring, return_exceptions=True)
-        await asyncio.gather(*(runner.stop(grace) for runner in self.runners.values()), return_exceptions=True)
-
-    def _retire(self, name: str, runner: Runner) -> None:
-        """Stop a replaced or removed runner in the background, once the calls it took have finished."""
-        task = asyncio.create_task(self._retire_when_done(name, runner), name=f"retire:{name}")
-        self._retiring.add(task)
-        task.add_done_callback(self._retiring.discard)
-
-    async def _retire_when_done(self, name: str, runner: Runner) -> None:
-        # Deliveries routed before the swap may still wait for one of its slots;
-        # stop() would fail them (Runtime.Unavailable, an attempt spent, or a
-        # removed rule's envelope), so let them get an instance first. No new
-        # call comes: routes look runners up in the new table.
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.config.shutdown.timeout
-        while runner.waiting and loop.time() < deadline:
-            await asyncio.sleep(RETIRE_POLL)
-        await runner.stop(max(0.0, deadline - loop.time()))
-        if self.runners.get(name) is runner:  # a removed function: retries found it until now
-            del self.runners[name]
-            if self.server is not None:
-                await self.server.refresh()
+    async def _refresh_server(self) -> None:
+        if self.server is not None:
+            await self.server.refresh()
 
     # -- connections -------------------------------------------------------------
 
@@ -228,16 +176,15 @@ class Manager:
         after = {function.name: function for function in new.functions}
         restart = {name for name, function in after.items() if before.get(name) != function} | (
             set(code_changed) & set(after))
-        fresh = await self._fresh_runners([after[name] for name in sorted(restart)])
-        # Only the old config's functions: a runner of a removed function may still be retiring.
-        replaced = {name: self.runners[name] for name in restart | (set(before) - set(after))
-                    if name in before and name in self.runners}
+        fresh = await self.runners.fresh([after[name] for name in sorted(restart)])
         hub_changed = new.hub != old.hub
         if hub_changed:
             await self._drain_all(old.shutdown.timeout)
             await self._unsubscribe_stale(old, new)
             await self._disconnect_all()
-        self.runners.update(fresh)  # a removed function's runner stays until retired: old routes may retry
+        # Only the old config's functions: a runner of a removed function may still be retiring.
+        self.runners.swap(fresh, retire={name for name in restart | set(before) - set(after) if name in before})
+        self.runners.grace = new.shutdown.timeout
         self.config = new
         if hub_changed:
             if new.hub.embedded != old.hub.embedded or new.hub.port != old.hub.port:
@@ -246,29 +193,10 @@ class Manager:
             await self._connect_all()
         else:
             await self._rewire(old, new)
-        for name, runner in replaced.items():
-            self._retire(name, runner)
         await self._reconfigure_server(old, new)
         if new.logger != old.logger:
             logs.configure(new.logger)
         log.info("reloaded %s: %s", new.path.name, _summary(old, new, restart, hub_changed))
-
-    async def _fresh_runners(self, functions: list[FunctionConfig]) -> dict[str, Runner]:
-        """Load and start runners for ``functions``; all of them, or ReloadError."""
-        problems: list[HandlerProblem] = []
-        with tempfile.TemporaryDirectory(prefix="edgefn-check-") as folder:
-            checked = await asyncio.gather(*(self._check(function, Path(folder)) for function in functions))
-        problems = [problem for problem in checked if problem is not None]
-        if problems:
-            raise ReloadError(problems)
-        fresh: dict[str, Runner] = {}
-        for function in functions:
-            fresh[function.name] = self._runner(function)
-        await asyncio.gather(*(runner.start() for runner in fresh.values()))
-        return fresh
-
-    async def _check(self, function: FunctionConfig, folder: Path) -> HandlerProblem | None:
-        return await check_function(self._prepare(function), folder)
 
     async def _rewire(self, old: Config, new: Config) -> None:
         """Move from ``old``'s rules to ``new``'s without touching unchanged connections."""

@@ -35,7 +35,7 @@ from edgefn.runtimes import faults
 from edgefn.runtimes.faults import Fault
 
 if TYPE_CHECKING:
-    from edgefn.manager.router import Runner
+    from edgefn.manager.runners import Runner
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -166,10 +166,10 @@ def _call_remote(args: argparse.Namespace, call: Call) -> bytes:
 
 def _target(address: str) -> str:
     """A gRPC target for ``--address`` (the forms a runtime instance accepts)."""
-    from edgefn.runtimes.serving import parse_address
+    from edgefn.manager.addresses import parse_target
 
     try:
-        return parse_address(address.strip())
+        return parse_target(address.strip())
     except ValueError as exc:
         raise UsageError(f"--address: {exc}") from None
 
@@ -264,27 +264,22 @@ async def _one_shot(function: FunctionConfig, call: Call, timeout: float) -> byt
 
 def _runner(function: FunctionConfig, folder: Path) -> Runner:
     """The function's runner as the manager builds it, scaled down to the one call's needs."""
-    from edgefn.manager.launch import LaunchError, runtime_argv
+    from edgefn.manager.launch import LaunchError
     from edgefn.manager.metrics import Metrics
+    from edgefn.manager.runners import KINDS, build_runner, launcher
+    from edgefn.runtimes.sql import SqlError
 
-    stats = Metrics().function(function.name)
-    if function.runtime == "sql":
-        from edgefn.manager.sql import SqlRunner
-        from edgefn.runtimes.sql import SqlError
-
+    if not KINDS[function.runtime].in_process:
         try:
-            return SqlRunner(function, stats)
-        except SqlError as exc:
-            raise UsageError(f"functions: {function.name}: {exc}") from None
-    from edgefn.manager.pool import Pool
-
-    try:
-        runtime_argv(function.runtime)  # node missing: say so before starting anything
-    except LaunchError as exc:
-        raise UsageError(str(exc)) from None
+            launcher(function)()  # node missing: say so before starting anything
+        except LaunchError as exc:
+            raise UsageError(str(exc)) from None
     # One call needs one instance: don't warm ``min`` of them.
     one = replace(function, instance=replace(function.instance, min=0))
-    return Pool(one, socket_dir=folder, stats=stats)
+    try:
+        return build_runner(one, socket_dir=folder, stats=Metrics().function(function.name))
+    except SqlError as exc:
+        raise UsageError(f"functions: {function.name}: {exc}") from None
 
 
 @contextlib.contextmanager

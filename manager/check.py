@@ -9,15 +9,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import orjson
-
 from edgefn.manager.config import Config, FunctionConfig
-from edgefn.manager.launch import LaunchError, instance_env, runtime_argv
+from edgefn.manager.launch import LaunchError, instance_env
+from edgefn.manager.process import parse_handshake
+from edgefn.manager.runners import Launch
 from edgefn.runtimes import faults
-from edgefn.runtimes.sql import SqlError, SqlFunction
+from edgefn.runtimes.faults import Fault
 
 CHECK_TIMEOUT = 30.0
 
@@ -38,28 +39,44 @@ class HandlerProblem:
 
 async def check_functions(config: Config) -> list[HandlerProblem]:
     """Load every function's handler; return the problems (empty when all load)."""
+    from edgefn.manager.runners import check_function
+
     with tempfile.TemporaryDirectory(prefix="edgefn-check-") as folder:
         results = await asyncio.gather(*(check_function(function, Path(folder)) for function in config.functions))
     return [problem for problem in results if problem is not None]
 
 
-async def check_function(function: FunctionConfig, folder: Path) -> HandlerProblem | None:
-    """Load one function's handler (in a runtime process, sockets under ``folder``); its problem or None."""
-    if function.runtime == "sql":
-        try:
-            SqlFunction.compile(function.name, function.handler)
-        except SqlError as exc:
-            return HandlerProblem(function.name, faults.USER_CODE_SYNTAX_ERROR, str(exc))
-        return None
+def check_statement(function: FunctionConfig) -> HandlerProblem | None:
+    """Compile an in-process (SQL) function's statement."""
+    from edgefn.runtimes.sql import SqlError, SqlFunction
+
     try:
-        argv = runtime_argv(function.runtime)
+        SqlFunction.compile(function.name, function.handler)
+    except SqlError as exc:
+        return HandlerProblem(function.name, faults.USER_CODE_SYNTAX_ERROR, str(exc))
+    return None
+
+
+async def check_command(function: FunctionConfig, launcher: Callable[[], Launch]) -> HandlerProblem | None:
+    """A runtime without a handshake cannot load a handler on its own: check that its command runs here."""
+    try:
+        await asyncio.to_thread(launcher)
     except LaunchError as exc:
-        return HandlerProblem(function.name, "Runtime.Unavailable", str(exc))
+        return HandlerProblem(function.name, faults.UNAVAILABLE_FAULT, str(exc))
+    return None
+
+
+async def check_process(function: FunctionConfig, launcher: Callable[[], Launch], folder: Path) -> HandlerProblem | None:
+    """Load one function's handler in a runtime process (``--check``, sockets under ``folder``)."""
+    try:
+        launch = await asyncio.to_thread(launcher)
+    except LaunchError as exc:
+        return HandlerProblem(function.name, faults.UNAVAILABLE_FAULT, str(exc))
     address = f"unix:{folder / (function.name[:40] + '.sock')}"
     env = instance_env(function, address)
     env.pop("EDGEFN_PARENT_PIPE")
     process = await asyncio.create_subprocess_exec(
-        *argv, "--check", cwd=function.codedir, env=env,
+        *launch.argv, "--check", cwd=function.codedir, env=env,
         stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
     try:
@@ -69,24 +86,18 @@ async def check_function(function: FunctionConfig, folder: Path) -> HandlerProbl
         with contextlib.suppress(ProcessLookupError):
             process.kill()
         await process.wait()
-        return HandlerProblem(function.name, "Runtime.Timeout", f"loading the handler took over {CHECK_TIMEOUT:g}s")
+        return HandlerProblem(function.name, faults.TIMEOUT, f"loading the handler took over {CHECK_TIMEOUT:g}s")
     return _problem(function.name, stdout, stderr, process.returncode)
 
 
 def _problem(name: str, stdout: bytes, stderr: bytes, code: int | None) -> HandlerProblem | None:
     line = stdout.splitlines()[0] if stdout.strip() else b""
-    try:
-        handshake = orjson.loads(line) if line else None
-    except orjson.JSONDecodeError:
-        handshake = None
-    if isinstance(handshake, dict) and handshake.get("ready") and code == 0:
-        return None
-    if isinstance(handshake, dict) and not handshake.get("ready"):
-        return HandlerProblem(
-            name,
-            str(handshake.get("errorType", "Runtime.Unknown")),
-            str(handshake.get("errorMessage", "")),
-            tuple(str(frame) for frame in handshake.get("errorStack") or ()),
-        )
+    if line:
+        try:
+            parse_handshake(line, name)
+        except Fault as fault:
+            return HandlerProblem(name, fault.error_type, fault.message, tuple(fault.stack))
+        if code == 0:
+            return None
     tail = stderr.decode(errors="replace").strip().splitlines()[-5:]
-    return HandlerProblem(name, "Runtime.Unknown", f"the runtime exited with status {code}: " + " | ".join(tail))
+    return HandlerProblem(name, faults.UNKNOWN_FAULT, f"the runtime exited with status {code}: " + " | ".join(tail))

@@ -30,12 +30,9 @@ from .yamldoc import ConfigError, Document, Problem, Value, compose
 
 __all__ = [
     "Config", "ConfigError", "FrozenEnv", "FunctionConfig", "HubConfig", "InstanceConfig",
-    "LoggerConfig", "Problem", "RuleConfig", "RUNTIMES", "ServerConfig", "ShutdownConfig",
+    "LoggerConfig", "Problem", "RuleConfig", "ServerConfig", "ShutdownConfig",
     "TopicConfig", "load_config", "parse_duration", "parse_size",
 ]
-
-RUNTIMES = ("python", "node", "sql")
-
 
 class FrozenEnv(Mapping[str, str]):
     """A read-only, hashable mapping of environment variables."""
@@ -142,12 +139,14 @@ class InstanceConfig:
 @dataclass(frozen=True)
 class FunctionConfig:
     name: str
-    runtime: str  # one of RUNTIMES
-    handler: str  # module.attribute (python, node); the statement (sql)
+    runtime: str  # a kind of runners.KINDS: python, node, sql, custom
+    handler: str  # module.attribute (python, node); the statement (sql); anything (custom)
     codedir: Path | None  # absolute; None for sql
     env: Mapping[str, str] = field(default_factory=FrozenEnv)
     instance: InstanceConfig = field(default_factory=InstanceConfig)
     index: int = 0  # position in functions[], for messages
+    command: tuple[str, ...] = ()  # custom: the runtime's command line
+    handshake: bool = False  # custom: it writes edgefn's handshake line (and may offer Talk)
 
 
 @dataclass(frozen=True)

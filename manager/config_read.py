@@ -9,6 +9,7 @@ escapes. Bounds and defaults are Baetyl's (SPEC §3).
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -18,10 +19,14 @@ import yaml
 
 from .addresses import DEFAULT_WEBSOCKET_PATH, HubAddress, parse_hub_address, parse_server_address
 from .config import (
-    RUNTIMES, Config, FrozenEnv, FunctionConfig, HubConfig, InstanceConfig, LoggerConfig,
+    Config, FrozenEnv, FunctionConfig, HubConfig, InstanceConfig, LoggerConfig,
     RuleConfig, ServerConfig, ShutdownConfig, TopicConfig,
 )
+from .runners import KINDS, RuntimeKind, alias
 from .yamldoc import Section, Value, is_null
+
+# Keys Baetyl's function manager puts on the function, edgefn under instance.
+_FUNCTION_LEVEL = ("message", "backoff", "timeout")
 
 T = TypeVar("T")
 
@@ -130,6 +135,9 @@ def _check_pair(section: Section) -> None:
 
 
 def _keepalive(value: Value) -> float | None:
+    if value.text() in ("-1", "-1s"):  # Baetyl's "never ping"
+        value.warn("Baetyl's -1 for no keepalive; edgefn writes it keepalive: 0")
+        return 0.0
     seconds = value.duration()
     if seconds is not None and seconds > _MQTT_KEEPALIVE_MAX:
         value.error(f"must be at most {_MQTT_KEEPALIVE_MAX:.0f}s (MQTT's largest keepalive)")
@@ -251,13 +259,14 @@ def _qos(value: Value) -> int | None:
 
 # -- functions ----------------------------------------------------------------------------
 
-_FUNCTION_KEYS = ("name", "runtime", "handler", "codedir", "env", "instance")
-_FUNCTION_BAETYL = {"service": "edgefn starts instances from runtime: (python, node or sql)"}
+_FUNCTION_KEYS = ("name", "runtime", "handler", "codedir", "env", "instance", "command", "handshake",
+                  *_FUNCTION_LEVEL)
+_FUNCTION_BAETYL = {"service": "edgefn starts instances from runtime: (python, node, sql or custom); "
+                               "'edgefn import-baetyl' converts a Baetyl deployment"}
 _INSTANCE_KEYS = ("min", "max", "concurrency", "idletime", "evicttime", "timeout",
                   "starttimeout", "memory", "message", "backoff")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_NODE_HANDLER = re.compile(r"[^\s/][^\s]*\.[A-Za-z_$][\w$]*")
 # MQTT's largest payload; gRPC limits are set from it, so it must fit an int32 too.
 _MESSAGE_MAX = 268_435_455
 _MEMORY_MIN = 1024 * 1024
@@ -282,15 +291,34 @@ def _function(item: Value, index: int, declared: dict[str, Value]) -> FunctionCo
     if function is None:
         return None
     name = _declare(function, declared)
-    runtime_value = function.require("runtime", "one of " + ", ".join(RUNTIMES))
-    runtime = runtime_value.choice(RUNTIMES) if runtime_value is not None else None
-    handler = _handler(function, runtime)
-    codedir = _codedir(function, runtime)
-    env = _env(function.get("env"), runtime)
-    instance = _instance(function.section("instance", _INSTANCE_KEYS, example="{max: 2}"), runtime)
-    if name is None or runtime is None or handler is None or (codedir is None and runtime != "sql"):
+    kind = _kind(function)
+    handler = _handler(function, kind)
+    codedir = _codedir(function, kind)
+    command, handshake = _command(function, kind)
+    env = _env(function.get("env"), kind)
+    instance = _instance(_instance_section(function), kind)
+    if name is None or kind is None or handler is None or (codedir is None and kind.codedir != "none"):
         return None
-    return FunctionConfig(name, runtime, handler, codedir, env, instance, index)
+    if kind.command and not command:
+        return None
+    return FunctionConfig(name, kind.name, handler, codedir, env, instance, index, command, handshake)
+
+
+def _kind(function: Section) -> RuntimeKind | None:
+    value = function.require("runtime", "one of " + ", ".join(KINDS))
+    text = value.text("one of " + ", ".join(KINDS)) if value is not None else None
+    if value is None or text is None:
+        return None
+    name = text.strip().lower()
+    if name in KINDS:
+        return KINDS[name]
+    if (known := alias(name)) is not None:
+        value.warn(f"Baetyl's runtime name {text!r}; edgefn calls it {known!r} (write runtime: {known})")
+        return KINDS[known]
+    close = difflib.get_close_matches(name, list(KINDS), n=1)
+    hint = f"did you mean '{close[0]}'? " if close else ""
+    value.error(f"{hint}expected one of {', '.join(KINDS)}, got {text!r}")
+    return None
 
 
 def _declare(function: Section, declared: dict[str, Value]) -> str | None:
@@ -308,47 +336,64 @@ def _declare(function: Section, declared: dict[str, Value]) -> str | None:
     return name
 
 
-def _handler(function: Section, runtime: str | None) -> str | None:
-    what = "the SQL statement" if runtime == "sql" else "module.attribute, like index.handler"
-    value = function.require("handler", what)
-    handler = value.string() if value is not None else None
-    if handler is None or value is None:
+def _handler(function: Section, kind: RuntimeKind | None) -> str | None:
+    what = kind.handler_hint if kind is not None else "module.attribute, like index.handler"
+    value = function.require("handler", what) if kind is None or kind.handler_required else function.get("handler")
+    if value is None:
+        return None if kind is None or kind.handler_required else ""
+    handler = value.string()
+    if handler is None or kind is None:
         return None
-    if runtime == "python" and not _python_handler(handler):
-        value.error(f"expected module.attribute (Python names, like index.handler), got {handler!r}")
-        return None
-    if runtime == "node" and not _NODE_HANDLER.fullmatch(handler):
-        value.error(f"expected module.export (like index.handler), got {handler!r}")
-        return None
-    if runtime == "sql" and not handler.strip():
-        value.error("must not be empty; expected the SQL statement")
+    if (problem := kind.check_handler(handler)) is not None:
+        value.error(problem)
         return None
     return handler
 
 
-def _python_handler(handler: str) -> bool:
-    parts = handler.split(".")
-    return len(parts) >= 2 and all(part.isidentifier() for part in parts)
-
-
-def _codedir(function: Section, runtime: str | None) -> Path | None:
-    if runtime == "sql":
+def _codedir(function: Section, kind: RuntimeKind | None) -> Path | None:
+    if kind is not None and kind.codedir == "none":
         if (value := function.get("codedir")) is not None:
-            value.warn("sql functions have no code folder; ignored")
+            value.warn(f"{kind.name} functions have no code folder; ignored")
         return None
-    if runtime is None:  # an unknown runtime is already reported; check codedir only if given
+    if kind is None or kind.codedir == "optional":  # unknown runtime (already reported): check it only if given
         value = function.get("codedir")
+        if value is None:
+            return function.value.doc.folder if kind is not None else None
     else:
         value = function.require("codedir", "the function's folder, relative to this file")
     return value.path_value("dir") if value is not None else None
 
 
-def _env(value: Value | None, runtime: str | None) -> FrozenEnv:
+def _command(function: Section, kind: RuntimeKind | None) -> tuple[tuple[str, ...], bool]:
+    """``command`` and ``handshake``: for runtimes that take a command line (custom), refused elsewhere."""
+    value, handshake_value = function.get("command"), function.get("handshake")
+    if kind is not None and not kind.command:
+        for other in (value, handshake_value):
+            if other is not None:
+                other.error(f"only runtime: custom takes a command line; {kind.name} functions run the built-in runtime")
+        return (), False
+    handshake = (handshake_value.boolean() if handshake_value is not None else None) or False
+    if kind is None:
+        return (), handshake
+    value = function.require("command", "the runtime's command line, like [./my-runtime, --flag]")
+    if value is None:
+        return (), handshake
+    words = [word for item in value.items() if (word := item.string()) is not None]
+    if isinstance(value.node, yaml.SequenceNode) and not value.node.value:
+        value.error("expected the runtime's command line, like [./my-runtime, --flag]; got an empty list")
+    if not words:
+        return (), handshake
+    if "/" in words[0]:  # a path, relative to the config file like every path in it
+        words[0] = str((value.doc.folder / Path(words[0]).expanduser()).resolve())
+    return tuple(words), handshake
+
+
+def _env(value: Value | None, kind: RuntimeKind | None) -> FrozenEnv:
     env = value.section((), example="{GREETING: hi}") if value is not None else None
     if env is None or value is None:
         return FrozenEnv()
-    if runtime == "sql" and env.entries:
-        value.warn("sql functions run in the manager and see no env; ignored")
+    if kind is not None and kind.in_process and env.entries:
+        value.warn(f"{kind.name} functions run in the manager and see no env; ignored")
     result: dict[str, str] = {}
     for name, entry in env.entries.items():
         if not _ENV_NAME.fullmatch(name):
@@ -360,16 +405,33 @@ def _env(value: Value | None, runtime: str | None) -> FrozenEnv:
     return FrozenEnv(result)
 
 
-def _instance(instance: Section | None, runtime: str | None) -> InstanceConfig:
+def _instance_section(function: Section) -> Section | None:
+    """``instance``, with Baetyl's function-level ``message``/``backoff``/``timeout`` moved into it."""
+    instance = function.section("instance", _INSTANCE_KEYS, example="{max: 2}")
+    for key in _FUNCTION_LEVEL:
+        value = function.get(key)
+        if value is None:
+            continue
+        if instance is not None and key in instance.entries:
+            value.error(f"set both here and as instance.{key}; keep instance.{key}")
+            continue
+        value.warn(f"Baetyl's place for it; edgefn reads it as instance.{key} (write it there)")
+        if instance is None:
+            instance = Section.empty(function.value, "instance")
+        instance.entries[key] = value
+    return instance
+
+
+def _instance(instance: Section | None, kind: RuntimeKind | None) -> InstanceConfig:
     if instance is None:
         return InstanceConfig()
     message = instance.section("message", ("length",), example="{length: {max: 4m}}")
     length = message.section("length", ("max",), example="{max: 4m}") if message else None
     message_max = _get(length, "max", lambda value: value.size(1, _MESSAGE_MAX), 4 * 1024 * 1024)
-    if runtime == "sql":
+    if kind is not None and kind.in_process:
         for key, value in instance.entries.items():
             if key != "message":
-                value.warn("does not apply to sql functions (SQL runs in the manager); ignored")
+                value.warn(f"does not apply to {kind.name} functions (they run in the manager); ignored")
         return InstanceConfig(message_max=message_max)
     backoff = instance.section("backoff", ("max",), example="{max: 1m}")
     low = _get(instance, "min", lambda value: value.integer(0, 100), 0)

@@ -1,8 +1,8 @@
-"""How a runtime instance is launched: its command line and its environment (SPEC §5, §8).
+"""What every runtime instance is launched with: its environment, and where node is.
 
-An instance is a process started from a command line with its address in the
-environment; python, node and sql are built-in commands. A later ``custom``
-runtime only needs another entry in ``runtime_argv``.
+An instance is a process started from a command line (each runtime kind's
+launcher in ``runners.py`` says which) with its address and its function in
+the environment.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -26,18 +25,6 @@ BASE_KEYS = ("PATH", "HOME", "LANG", "TZ", "TMPDIR")
 
 class LaunchError(Exception):
     """A runtime cannot be launched on this machine (e.g. node is missing)."""
-
-
-def runtime_argv(runtime: str) -> list[str]:
-    """The command line of a built-in runtime."""
-    if runtime == "python":
-        # -P: the codedir (cwd) must not shadow the runtime's own imports (grpc, orjson).
-        return [sys.executable, "-P", "-m", "edgefn.runtimes.python"]
-    if runtime == "sql":
-        return [sys.executable, "-P", "-m", "edgefn.runtimes.sql"]
-    if runtime == "node":
-        return [node_executable(), str(NODE_ENTRY)]
-    raise LaunchError(f"unknown runtime {runtime!r}")
 
 
 def node_executable() -> str:
@@ -64,13 +51,20 @@ def instance_env(
     parent: Mapping[str, str] | None = None,
     extra: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """The environment of one instance: a minimal base, EDGEFN_*, the function's ``env``."""
+    """The environment of one instance: a minimal base, the function's ``env``, and what edgefn tells it.
+
+    Of the manager's own environment only PATH, HOME, LANG, LC_*, TZ and TMPDIR
+    pass: never its secrets, nor its own ``EDGEFN_*`` settings. The address is
+    given under Baetyl's names too, so Baetyl's runtimes run unchanged.
+    """
     parent = os.environ if parent is None else parent
-    env = {key: value for key, value in parent.items() if key in BASE_KEYS or key.startswith(("LC_", "EDGEFN_"))}
+    env = {key: value for key, value in parent.items() if key in BASE_KEYS or key.startswith("LC_")}
     env.update(function.env)
     env.update(
         {
             "EDGEFN_INSTANCE_ADDRESS": address,
+            "BAETYL_SERVICE_INSTANCE_ADDRESS": address,
+            "BAETYL_SERVICE_INSTANCE_NAME": function.name,
             "EDGEFN_FUNCTION_NAME": function.name,
             "EDGEFN_FUNCTION_HANDLER": function.handler,
             "EDGEFN_FUNCTION_CODEDIR": str(function.codedir or ""),

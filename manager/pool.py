@@ -19,15 +19,17 @@ import asyncio
 import collections
 import itertools
 import logging
+import socket
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 
 from edgefn.manager.config import FunctionConfig
 from edgefn.manager.instance import Instance
-from edgefn.manager.launch import LaunchError, instance_env, runtime_argv
+from edgefn.manager.launch import LaunchError, instance_env
 from edgefn.manager.message import Call
 from edgefn.manager.metrics import FunctionStats
+from edgefn.manager.runners import Launch, launcher as find_launcher
 from edgefn.runtimes import faults
 from edgefn.runtimes.faults import Fault
 
@@ -54,8 +56,18 @@ _SOCKET_NUMBERS = itertools.count(1)
 class Pool:
     """The instances of one function; ``call`` lends one for a call."""
 
-    def __init__(self, function: FunctionConfig, *, socket_dir: Path, stats: FunctionStats) -> None:
+    def __init__(
+        self,
+        function: FunctionConfig,
+        *,
+        socket_dir: Path,
+        stats: FunctionStats,
+        launcher: Callable[[], Launch] | None = None,
+    ) -> None:
         self.function = function
+        # Finding the command line may block (node runs `node --version`): done once, in a thread.
+        self._launcher = launcher or find_launcher(function)
+        self._command: Launch | None = None
         self.runtime = function.runtime
         self.message_max = function.instance.message_max
         self.stats = stats
@@ -63,7 +75,6 @@ class Pool:
         self._limits = function.instance
         self._concurrency = function.instance.concurrency
         self._timeout = function.instance.timeout
-        self._argv: list[str] | None = None
         self._instances: list[Instance] = []
         self._starting = 0
         self._lenders: collections.deque[object] = collections.deque()  # callers waiting to lend, in order
@@ -251,8 +262,8 @@ class Pool:
         except Fault as fault:
             return self._failed_to_start(instance, fault, attempt)
         except (OSError, LaunchError) as exc:
-            fault = Fault(faults.UNAVAILABLE_FAULT, f"cannot start the {self.runtime} runtime: {exc}")
-            return self._failed_to_start(instance, fault, attempt)
+            unavailable = Fault(faults.UNAVAILABLE_FAULT, f"cannot start the {self.runtime} runtime: {exc}")
+            return self._failed_to_start(instance, unavailable, attempt)
         finally:
             self._starting -= 1
         if self._closing:
@@ -262,7 +273,7 @@ class Pool:
         self._instances.append(instance)
         if cold:
             self.stats.cold_starts += 1
-        if self._concurrency > 1 and instance.concurrent is False and self.runtime == "python" and not self._warned:
+        if self._concurrency > 1 and instance.concurrent is False and not self._warned:
             self._warned = True
             log.warning("%s: concurrency %d, but its handler is not async: calls queue on each instance",
                         self.function.name, self._concurrency)
@@ -271,19 +282,20 @@ class Pool:
         return instance
 
     async def _new_instance(self) -> Instance:
-        if self._argv is None:  # once; finding node runs a subprocess: off the loop
-            node = self.runtime == "node"
-            self._argv = await asyncio.to_thread(runtime_argv, self.runtime) if node else runtime_argv(self.runtime)
-        address = f"unix:{self._socket_dir / f'i{next(_SOCKET_NUMBERS)}.sock'}"
+        if self._command is None:
+            self._command = await asyncio.to_thread(self._launcher)
+        launch: Launch = self._command
+        address = _loopback_address() if launch.tcp else f"unix:{self._socket_dir / f'i{next(_SOCKET_NUMBERS)}.sock'}"
         return Instance(
             name=f"{self.function.name}#{next(self._numbers)}",
-            argv=self._argv,
+            argv=launch.argv,
             cwd=self.function.codedir,
             env=instance_env(self.function, address),
             address=address,
             message_max=self.message_max,
             on_exit=self._exited,
             on_free=self._wake,
+            handshake=launch.handshake,
         )
 
     def _failed_to_start(self, instance: Instance | None, fault: Fault, attempt: float) -> Fault:
@@ -387,6 +399,13 @@ class Pool:
     def _gauges(self) -> tuple[int, int, int]:
         busy = sum(1 for instance in self._instances if instance.in_flight)
         return len(self._instances), busy, self._waiting
+
+
+def _loopback_address() -> str:
+    """A free TCP port on 127.0.0.1, for a runtime that may not speak unix sockets."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return f"127.0.0.1:{probe.getsockname()[1]}"
 
 
 def _too_large(what: str, size: int, limit: int) -> Fault:

@@ -13,12 +13,12 @@ import logging
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 from edgefn.manager.config import RuleConfig
 from edgefn.manager.hub import Delivery, Hub, HubError
 from edgefn.manager.message import Call, envelope
 from edgefn.manager.metrics import FunctionStats
+from edgefn.manager.runners import Gone, Runner
 from edgefn.runtimes import faults
 from edgefn.runtimes.faults import Fault
 
@@ -29,20 +29,6 @@ log = logging.getLogger("edgefn.router")
 QOS0_QUEUE_MAX = 1000
 # Matching results are cached per concrete topic; the cache is bounded.
 MATCH_CACHE_MAX = 4096
-
-
-class Runner(Protocol):
-    """What a rule calls: a pool of instances, or the in-process SQL engine."""
-
-    runtime: str
-    message_max: int
-    waiting: int
-
-    async def call(self, call: Call) -> bytes: ...
-
-    async def start(self) -> None: ...
-
-    async def stop(self, grace: float) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -61,26 +47,6 @@ class Route:
     def runner(self) -> Runner:
         """The function's runner now; a function reloaded away is a Gone stand-in."""
         return self.runners.get(self.rule.function) or Gone(self.rule.function)
-
-
-class Gone:
-    """The runner of a function that no longer exists: every call fails, nothing waits."""
-
-    runtime = "unknown"
-    message_max = None
-    waiting = 0
-
-    def __init__(self, function: str) -> None:
-        self.function = function
-
-    async def call(self, call: Call) -> bytes:
-        raise Fault(faults.FUNCTION_NOT_FOUND, f"function {self.function!r} no longer exists (the config changed)")
-
-    async def start(self) -> None:
-        """Nothing to start."""
-
-    async def stop(self, grace: float) -> None:
-        """Nothing to stop."""
 
 
 def topic_matches(pattern: str, topic: str) -> bool:
@@ -194,7 +160,7 @@ class Router:
             return await self._publish(rule.publish.topic, result, min(delivery.qos, rule.publish.qos))
 
     async def _publish_fault(
-        self, delivery: Delivery, route: Route, runner: Runner | Gone, call: Call, fault: Fault, attempts: int
+        self, delivery: Delivery, route: Route, runner: Runner, call: Call, fault: Fault, attempts: int
     ) -> bool:
         rule = route.rule
         target = rule.error or rule.publish

@@ -29,20 +29,19 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
+from edgefn.manager.addresses import unix_path
 from edgefn.manager.config import ServerConfig
 from edgefn.manager.message import Call, envelope
-from edgefn.manager.router import Runner
+from edgefn.manager.runners import Runner
 from edgefn.runtimes import faults
 from edgefn.runtimes.faults import Fault
 from edgefn.wire import function_pb2, function_pb2_grpc
 from edgefn.wire.function_pb2 import FunctionMessage
+from edgefn.wire.limits import DEFAULT_MESSAGE_MAX, size_options
 
 log = logging.getLogger("edgefn.server")
 
 SERVICE = function_pb2.DESCRIPTOR.services_by_name["Function"].full_name  # "baetyl.Function"
-# gRPC frames carry the payload plus Baetyl's other fields; leave room for them.
-WIRE_OVERHEAD = 64 * 1024
-DEFAULT_MESSAGE_MAX = 4 * 1024 * 1024
 
 _STATUS = {code.value[0]: code for code in grpc.StatusCode}
 _SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -66,7 +65,7 @@ class FunctionServer:
         self._runners = runners
         self._server: grpc.aio.Server | None = None
         self._health = _Health(runners)
-        self._socket: Path | None = _unix_path(config.address)
+        self._socket: Path | None = unix_path(config.address)
         self.address = config.address
 
     async def start(self) -> None:
@@ -74,15 +73,9 @@ class FunctionServer:
         credentials = self._credentials()
         if self._socket is not None:
             _clear_stale_socket(self._socket, self.config.address)
-        limit = max((r.message_max for r in self._runners.values()), default=DEFAULT_MESSAGE_MAX) + WIRE_OVERHEAD
-        server = grpc.aio.server(
-            options=[
-                ("grpc.max_send_message_length", limit),
-                ("grpc.max_receive_message_length", limit),
-                # A second manager on the same port must fail, not share it silently.
-                ("grpc.so_reuseport", 0),
-            ]
-        )
+        largest = max((r.message_max for r in self._runners.values()), default=DEFAULT_MESSAGE_MAX)
+        # A second manager on the same port must fail, not share it silently: no SO_REUSEPORT.
+        server = grpc.aio.server(options=[*size_options(largest), ("grpc.so_reuseport", 0)])
         function_pb2_grpc.add_FunctionServicer_to_server(_FunctionService(self._runners), server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection((SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
@@ -224,13 +217,6 @@ class _Health(HealthServicer):
         await super().enter_graceful_shutdown()
 
 
-def _unix_path(address: str) -> Path | None:
-    if not address.startswith("unix:"):
-        return None
-    rest = address[len("unix:"):]
-    return Path(rest[2:] if rest.startswith("//") else rest)
-
-
 def _clear_stale_socket(path: Path, address: str) -> None:
     """Remove a socket file left by a dead process; refuse to steal a live one or clobber a file."""
     try:
@@ -254,7 +240,7 @@ def _clear_stale_socket(path: Path, address: str) -> None:
 
 def _why_not(address: str) -> str:
     """Why grpc could not bind ``address`` (grpc only logs the reason): retry with a plain socket."""
-    path = _unix_path(address)
+    path = unix_path(address)
     if path is not None:
         return "no such folder" if not path.parent.is_dir() else "the socket could not be created"
     host, _, port = address.rpartition(":")

@@ -274,6 +274,12 @@ class Section:
             else:
                 self.entries[key] = Value(doc, value_node, path)
 
+    @classmethod
+    def empty(cls, parent: Value, key: str) -> Section:
+        """A section at ``parent``'s ``key`` with no entries yet, for values gathered from elsewhere."""
+        node = yaml.MappingNode("tag:yaml.org,2002:map", [], start_mark=parent.node.start_mark)
+        return cls(Value(parent.doc, node, f"{parent.path}.{key}" if parent.path else key), (), {})
+
     def get(self, key: str) -> Value | None:
         """The value of ``key``, or None if it is absent or null."""
         value = self.entries.get(key)

@@ -8,6 +8,7 @@ codes are the numeric gRPC status codes.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import orjson
@@ -53,15 +54,16 @@ CODES: dict[str, int] = {
 # Faults that are not the function's answer: the call may be tried again (SPEC §6).
 RETRIABLE = frozenset({INSTANCE_CRASHED, UNAVAILABLE_FAULT})
 
-# The errorType a bare gRPC code maps to when a runtime sent no JSON details.
+# The errorType of a failure without JSON details whose code gRPC itself gives
+# (a deadline, a message over the size limit); any other code is Runtime.Unknown.
 _TYPE_BY_CODE = {
     DEADLINE_EXCEEDED: TIMEOUT,
     RESOURCE_EXHAUSTED: MESSAGE_TOO_LARGE,
-    FAILED_PRECONDITION: IMPORT_MODULE_ERROR,
-    INTERNAL: INSTANCE_CRASHED,
-    UNAVAILABLE: UNAVAILABLE_FAULT,
-    NOT_FOUND: FUNCTION_NOT_FOUND,
 }
+# Baetyl's runtimes wrap a handler's exception as "[UserCodeInvoke]": Python's
+# ('[UserCodeInvoke] ', TypeError('boom')) repr, or Node's "[UserCodeInvoke]: TypeError: boom".
+_BAETYL_REPR = re.compile(r"\[UserCodeInvoke\][^,]*,\s*([A-Za-z_][\w.]*)\((['\"])(.*)\2\)\)?\s*$", re.DOTALL)
+_BAETYL_TEXT = re.compile(r"\[UserCodeInvoke\]'?,?:?\s*([A-Za-z_][\w.]*): (.*?)\)?\s*$", re.DOTALL)
 
 
 class Fault(Exception):
@@ -109,4 +111,8 @@ class Fault(Exception):
                 if not isinstance(stack, list):
                     stack = [str(stack)]
                 return cls(data["errorType"], str(data.get("errorMessage", "")), [str(s) for s in stack], code)
+            if "[UserCodeInvoke]" in details:
+                match = _BAETYL_REPR.search(details) or _BAETYL_TEXT.search(details)
+                if match is not None:
+                    return cls(match.group(1).rpartition(".")[2], match.groups()[-1], (), code)
         return cls(_TYPE_BY_CODE.get(code, UNKNOWN_FAULT), details or "", (), code)

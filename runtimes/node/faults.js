@@ -27,6 +27,7 @@ const MESSAGE_TOO_LARGE = 'Runtime.MessageTooLarge';
 const UNSERIALIZABLE_RESULT = 'Runtime.UnserializableResult';
 const UNAVAILABLE_FAULT = 'Runtime.Unavailable';
 const UNKNOWN_FAULT = 'Runtime.Unknown';
+const FUNCTION_NOT_FOUND = 'Runtime.FunctionNotFound';
 
 /** The gRPC code each runtime fault travels with; a user's own error travels as UNKNOWN. */
 const CODES = Object.freeze({
@@ -143,6 +144,7 @@ module.exports = {
   UNSERIALIZABLE_RESULT,
   UNAVAILABLE_FAULT,
   UNKNOWN_FAULT,
+  FUNCTION_NOT_FOUND,
   Fault,
   errorName,
   userFault,

@@ -196,7 +196,7 @@ async function main() {
     messageMax: options.messageMax,
     warn: (line) => log('WARNING', line),
   });
-  const server = new FunctionServer({ dispatcher, messageMax: options.messageMax });
+  const server = new FunctionServer({ dispatcher, messageMax: options.messageMax, name: options.name });
   const address = await listenOrExit(server, options.address);
   serving = server;
   // batch: Talk frames may carry several calls (Batch), and then answers travel batched too.

@@ -8,7 +8,7 @@
 const path = require('path');
 const grpc = require('@grpc/grpc-js');
 const protoLoader = require('@grpc/proto-loader');
-const { Fault, UNAVAILABLE_FAULT } = require('./faults');
+const { Fault, FUNCTION_NOT_FOUND, UNAVAILABLE_FAULT } = require('./faults');
 
 const PROTO = path.join(__dirname, '..', '..', 'proto', 'function.proto');
 // Room for the message's other fields around a payload of message-max bytes.
@@ -46,9 +46,11 @@ class FunctionServer {
    * @param {object} options
    * @param {import('./invoke').Dispatcher} options.dispatcher
    * @param {number} options.messageMax the largest payload in bytes
+   * @param {string} [options.name] the function served: a request naming another is NOT_FOUND
    */
-  constructor({ dispatcher, messageMax }) {
+  constructor({ dispatcher, messageMax, name = '' }) {
     this.dispatcher = dispatcher;
+    this.name = name;
     this.draining = false;
     this.talks = new Set();
     const limit = messageMax + ENVELOPE_ROOM;
@@ -77,12 +79,23 @@ class FunctionServer {
     });
   }
 
+  /** Why `request` cannot be run here (draining, or another function's name), or null. */
+  refusal(request) {
+    if (this.draining) return SHUTTING_DOWN;
+    const wanted = request.FunctionName;
+    if (this.name && wanted && wanted !== this.name) {
+      return new Fault(FUNCTION_NOT_FOUND, `function '${wanted}' not found: this runtime serves '${this.name}'`);
+    }
+    return null;
+  }
+
   call(call, callback) {
-    if (this.draining) {
-      callback({ code: SHUTTING_DOWN.code, details: SHUTTING_DOWN.details() });
+    const request = call.request;
+    const refused = this.refusal(request);
+    if (refused) {
+      callback({ code: refused.code, details: refused.details() });
       return;
     }
-    const request = call.request;
     this.dispatcher.submit(request, (fault, payload) => {
       if (fault) callback({ code: fault.code, details: fault.details() });
       else callback(null, answer(request, payload));
@@ -113,8 +126,9 @@ class FunctionServer {
   }
 
   talkRequest(stream, request) {
-    if (this.draining) {
-      this.talkReply(stream, request, SHUTTING_DOWN, undefined);
+    const refused = this.refusal(request);
+    if (refused) {
+      this.talkReply(stream, request, refused, undefined);
       return;
     }
     stream.pending++;

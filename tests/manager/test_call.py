@@ -17,7 +17,7 @@ import yaml
 from edgefn.manager.config import FunctionConfig, ServerConfig
 from edgefn.manager.metrics import Metrics
 from edgefn.manager.pool import Pool
-from edgefn.manager.router import Runner
+from edgefn.manager.runners import Runner
 from edgefn.manager.server import FunctionServer
 
 FUNCTIONS = Path(__file__).resolve().parent.parent / "functions"

@@ -323,7 +323,7 @@ BAD_FUNCTIONS = [
     (FUNCTION_HEAD + "  - name: f\n    runtime: sql\n    handler: select *\n",
      "functions[1].name", 6, "duplicate function name 'f' (first at functions[0].name, line 2)"),
     ("functions:\n  - name: f\n    runtime: ruby\n    handler: index.handler\n",
-     "functions[0].runtime", 3, "expected one of python, node, sql, got 'ruby'"),
+     "functions[0].runtime", 3, "expected one of python, node, sql, custom, got 'ruby'"),
     ("functions:\n  - name: f\n    runtime: python\n    codedir: fn\n",
      "functions[0].handler", 2, "missing; expected module.attribute"),
     ("functions:\n  - name: f\n    runtime: python\n    handler: index\n    codedir: fn\n",

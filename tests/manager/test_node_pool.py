@@ -45,8 +45,9 @@ def node() -> str:
         pytest.fail(f"the Node pool tests need Node.js: {exc}")
 
 
-def call(event: object) -> Call:
-    return Call(1, 1, "t/in", orjson.dumps(event), int(time.time()), "slow-js", str(uuid.uuid4()))
+def call(event: object, function: str = "") -> Call:
+    # No FunctionName: the runtime serves its one function (a name must be that function's).
+    return Call(1, 1, "t/in", orjson.dumps(event), int(time.time()), function, str(uuid.uuid4()))
 
 
 @pytest.fixture(params=[0, 1], ids=["min0", "min1"])

@@ -393,14 +393,19 @@ async def test_memory_bomb_kills_only_its_instance_with_out_of_memory(tmp_path: 
 async def test_environment_is_env_plus_a_minimal_base_never_the_managers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HUB_PASSWORD", "manager-secret")
     monkeypatch.setenv("LC_ALL", "C.UTF-8")
+    monkeypatch.setenv("EDGEFN_TOKEN", "manager-token")  # the manager's own settings stay its own
     fn = function("environment", min=0, max=1, env={"GREETING": "hi"})
     async with running(fn, tmp_path) as pool:
         seen = orjson.loads(await pool.call(message(fn, {})))
     assert seen["GREETING"] == "hi" and seen["LC_ALL"] == "C.UTF-8" and "PATH" in seen
     assert "HUB_PASSWORD" not in seen and "manager-secret" not in orjson.dumps(seen).decode()
-    allowed = {"PATH", "HOME", "LANG", "TZ", "TMPDIR", "GREETING", "PYTHONUNBUFFERED"}
+    allowed = {"PATH", "HOME", "LANG", "TZ", "TMPDIR", "GREETING", "PYTHONUNBUFFERED",
+               "BAETYL_SERVICE_INSTANCE_ADDRESS", "BAETYL_SERVICE_INSTANCE_NAME"}
     assert {key for key in seen if not key.startswith(("LC_", "EDGEFN_"))} <= allowed
+    assert "EDGEFN_TOKEN" not in seen and "manager-token" not in orjson.dumps(seen).decode()
     assert seen["EDGEFN_INSTANCE_ADDRESS"].startswith(f"unix:{tmp_path / 'sockets'}")
+    assert seen["BAETYL_SERVICE_INSTANCE_ADDRESS"] == seen["EDGEFN_INSTANCE_ADDRESS"]
+    assert seen["BAETYL_SERVICE_INSTANCE_NAME"] == fn.name
 
 
 async def test_instances_listen_on_unix_sockets_in_the_private_directory(tmp_path: Path) -> None:

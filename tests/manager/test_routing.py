@@ -213,7 +213,8 @@ async def test_function_sees_its_env_but_not_the_hub_password(deployment: Deploy
     assert environment["GREETING"] == "hi"
     assert "HUB_PASSWORD" not in environment
     assert PASSWORD not in orjson.dumps(environment).decode()
-    assert set(environment) <= {"GREETING", "PATH", "HOME", "LANG", "TZ", "TMPDIR", "PYTHONUNBUFFERED"} | {
+    assert set(environment) <= {"GREETING", "PATH", "HOME", "LANG", "TZ", "TMPDIR", "PYTHONUNBUFFERED",
+                                "BAETYL_SERVICE_INSTANCE_ADDRESS", "BAETYL_SERVICE_INSTANCE_NAME"} | {
         key for key in environment if key.startswith(("LC_", "EDGEFN_"))}
 
 

@@ -20,7 +20,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoRe
 from edgefn.manager.config import FunctionConfig, InstanceConfig, ServerConfig
 from edgefn.manager.metrics import Metrics
 from edgefn.manager.pool import Pool
-from edgefn.manager.router import Runner
+from edgefn.manager.runners import Runner
 from edgefn.manager.server import FunctionServer, ServerError
 from edgefn.wire import function_pb2, function_pb2_grpc
 
@@ -140,12 +140,15 @@ async def test_an_unknown_function_is_not_found_naming_it(stub: function_pb2_grp
 
 
 async def test_calls_look_the_function_up_in_the_live_runners(
-    server: FunctionServer, runners: dict[str, Runner], stub: function_pb2_grpc.FunctionStub
+    server: FunctionServer, runners: dict[str, Runner], stub: function_pb2_grpc.FunctionStub, socket_dir: Path
 ) -> None:
-    runners["echo-again"] = runners["echo"]  # what a hot reload does to the manager's dict
-    reply = await stub.Call(message("echo-again", b"[1]"), timeout=30)
-    assert reply.Payload == b"[1]"
-    del runners["echo-again"]
+    again = python_function("echo-again", "index.echo")
+    runners["echo-again"] = Pool(again, socket_dir=socket_dir, stats=Metrics().function(again.name))  # a hot reload
+    try:
+        reply = await stub.Call(message("echo-again", b"[1]"), timeout=30)
+        assert reply.Payload == b"[1]"
+    finally:
+        await runners.pop("echo-again").stop(5)
     code, _ = await failure(stub, message("echo-again"))
     assert code == grpc.StatusCode.NOT_FOUND
 

@@ -9,6 +9,8 @@ from typing import Any
 import grpc
 import pytest
 
+from edgefn.wire import function_pb2
+
 EVENT = {"a": 1, "b": [True, None, "x"]}
 
 
@@ -74,13 +76,14 @@ def test_event_is_json_value_or_buffer(node_runtime: Any, payload: bytes, is_buf
 
 def test_context_carries_the_message_fields(node_runtime: Any) -> None:
     instance = node_runtime.start("js_styles", "index.echo")
-    reply = instance.call(b"{}", QOS=1, Topic="a/b", Timestamp=1795285009, FunctionName="fn", FunctionInvokeID="inv-1")
+    reply = instance.call(b"{}", QOS=1, Topic="a/b", Timestamp=1795285009, FunctionName="js_styles",
+                          FunctionInvokeID="inv-1")
     seen = json.loads(reply.Payload)
     assert seen["context"] == {
         "messageQOS": 1,
         "messageTopic": "a/b",
         "messageTimestamp": 1795285009,
-        "functionName": "fn",
+        "functionName": "js_styles",
         "functionInvokeID": "inv-1",
         "invokeid": "inv-1",
     }
@@ -89,12 +92,25 @@ def test_context_carries_the_message_fields(node_runtime: Any) -> None:
     assert json.loads(instance.call(b"{}", FunctionName="").Payload)["context"]["functionName"] == "js_styles"
 
 
+def test_another_functions_name_is_not_found_on_call_and_talk(node_runtime: Any) -> None:
+    instance = node_runtime.start("js_styles", "index.echo")
+    code, details = instance.call_fails(b"{}", FunctionName="nosuch")
+    assert code == grpc.StatusCode.NOT_FOUND
+    assert details["errorType"] == "Runtime.FunctionNotFound" and "nosuch" in details["errorMessage"]
+    request = function_pb2.FunctionMessage(Payload=b"{}", FunctionName="nosuch", Sequence=7)
+    (answer,) = instance.stub.Talk(iter([request]), timeout=10)
+    assert (answer.Sequence, answer.Code) == (7, grpc.StatusCode.NOT_FOUND.value[0])
+    assert json.loads(answer.Error)["errorType"] == "Runtime.FunctionNotFound"
+    assert instance.call_json({"x": 1}, FunctionName="js_styles")["event"] == {"x": 1}  # its own name runs
+
+
 def test_reply_copies_the_request_fields_and_a_large_id(node_runtime: Any) -> None:
     instance = node_runtime.start("js_styles", "index.value")
     big_id = 2**64 - 1  # uint64 survives: the proto is loaded with longs as strings
-    reply = instance.call(b"1", ID=big_id, QOS=1, Topic="t/x", Timestamp=-5, FunctionName="f", FunctionInvokeID="i")
+    reply = instance.call(b"1", ID=big_id, QOS=1, Topic="t/x", Timestamp=-5, FunctionName="js_styles",
+                          FunctionInvokeID="i")
     assert (reply.ID, reply.QOS, reply.Topic, reply.Timestamp) == (big_id, 1, "t/x", -5)
-    assert (reply.FunctionName, reply.FunctionInvokeID) == ("f", "i")
+    assert (reply.FunctionName, reply.FunctionInvokeID) == ("js_styles", "i")
 
 
 @pytest.mark.parametrize(

@@ -83,3 +83,21 @@ async def test_oversize_input_is_refused_by_grpc(spawn) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as failed:
         await runtime.call(b" " * (1024 + 65 * 1024))
     assert failed.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+async def test_another_functions_name_is_not_found_on_call_and_talk(spawn) -> None:
+    runtime = await spawn("echo", args=["--name", "echo"])
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await runtime.call(b"{}", FunctionName="nosuch")
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+    details = orjson.loads(caught.value.details())
+    assert details["errorType"] == "Runtime.FunctionNotFound" and "nosuch" in details["errorMessage"]
+    call = runtime.stub.Talk()
+    await call.write(FunctionMessage(Sequence=1, Payload=b"{}", FunctionName="nosuch"))
+    await call.write(FunctionMessage(Sequence=2, Payload=b"{}", FunctionName="echo"))
+    await call.write(FunctionMessage(Sequence=3, Payload=b"{}"))  # no name: the one function it serves
+    got = await answers(call, 3)
+    assert got[1].Code == grpc.StatusCode.NOT_FOUND.value[0]
+    assert orjson.loads(got[1].Error)["errorType"] == "Runtime.FunctionNotFound"
+    assert got[2].Code == 0 and got[3].Code == 0
+    await call.done_writing()
