@@ -79,7 +79,14 @@ def _plain(node: yaml.Node) -> Json:
 
 
 class _Dumper(yaml.SafeDumper):
-    """Writes a :class:`Verbatim` plain, with whatever type its text reads as."""
+    """Writes a :class:`Verbatim` plain, with whatever type its text reads as; indents lists."""
+
+    def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
+        super().increase_indent(flow, False)  # "rules:\n  - ...", as edgefn's docs write it
+
+
+class _Flow(dict):  # type: ignore[type-arg]
+    """A small mapping written on one line: ``subscribe: {topic: t, qos: 1}``."""
 
 
 def _represent_verbatim(dumper: yaml.SafeDumper, data: Verbatim) -> yaml.Node:
@@ -87,13 +94,32 @@ def _represent_verbatim(dumper: yaml.SafeDumper, data: Verbatim) -> yaml.Node:
     return dumper.represent_scalar(tag, str(data))
 
 
+def _represent_flow(dumper: yaml.SafeDumper, data: _Flow) -> yaml.Node:
+    return dumper.represent_mapping("tag:yaml.org,2002:map", data.items(), flow_style=True)
+
+
 _Dumper.add_representer(Verbatim, _represent_verbatim)
+_Dumper.add_representer(_Flow, _represent_flow)
 
 
 def dump(config: Mapping[str, Json]) -> str:
-    """``config`` as edgefn YAML: keys in the order given, ``$`` escaped where edgefn would expand it."""
-    return yaml.dump(_escaped(dict(config)), Dumper=_Dumper, sort_keys=False, allow_unicode=True,
-                     default_flow_style=False, width=100)
+    """``config`` as edgefn YAML: keys in the order given, a blank line between sections, each
+    rule's parts on one line, and ``$`` escaped where edgefn would expand it."""
+    config = dict(_escaped(dict(config)))
+    if isinstance(config.get("rules"), list):
+        config["rules"] = [{key: _flat(value) for key, value in as_mapping(rule).items()} for rule in config["rules"]]
+    return "\n".join(
+        yaml.dump({key: value}, Dumper=_Dumper, sort_keys=False, allow_unicode=True, default_flow_style=False,
+                  width=100)
+        for key, value in config.items()
+    )
+
+
+def _flat(value: Json) -> Json:
+    """``value`` as a one-line mapping when it holds scalars only."""
+    if isinstance(value, dict) and not any(isinstance(item, (dict, list)) for item in value.values()):
+        return _Flow(value)
+    return value
 
 
 def _escaped(value: Json) -> Json:
