@@ -21,7 +21,7 @@ import re
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 from .baetyl_deployment import (
@@ -264,6 +264,14 @@ def _reading_order(note: Note) -> tuple[str, list[tuple[str, int]]]:
     return note.file, [(text, int(index or -1)) for text, index in zip(parts[::2], [*parts[1::2], ""])]
 
 
+class _RuntimeEntry(NamedTuple):
+    """A function's entry in its runtime service's service.yml."""
+
+    entry: dict[str, Json]
+    note: Report  # about that service.yml
+    key: str  # "functions[0]"
+
+
 class _Importer:
     """The function manager's service.yml, followed into its runtime services."""
 
@@ -307,6 +315,7 @@ class _Importer:
         return os.path.relpath(host, self.out_folder)
 
     def _function(self, index: int, entry: dict[str, Json]) -> dict[str, Json] | None:
+        """The manager's function ``index`` with its runtime service's part, or None (noted)."""
         key, name = f"functions[{index}]", entry.get("name")
         service = self.deployment.service(str(entry.get("service")))
         if name is None or service is None:
@@ -315,21 +324,24 @@ class _Importer:
             return None
         kind = self._runtime(service)
         runtime = self._runtime_entry(service, str(name))
-        if runtime is None:
+        codedir = self._codedir(service, runtime) if runtime is not None and kind != "sql" else None
+        if runtime is None or (codedir is None and kind != "sql"):
+            self.note(key, f"dropped: function {name!r} could not be found on this machine (see the notes above)")
             return None
-        entry_note = self.deployment.report(runtime[1])
-        out: dict[str, Json] = {"name": name, "runtime": kind, "handler": runtime[0].get("handler")}
-        if kind != "sql" and (codedir := self._codedir(service, runtime[0], entry_note, runtime[2])) is None:
-            self.note(key, f"dropped: function {name!r} has no code folder on this machine (see the notes above)")
-            return None
-        if kind != "sql":
+        out: dict[str, Json] = {"name": name, "runtime": kind, "handler": runtime.entry["handler"]}
+        if codedir is not None:
             out["codedir"] = codedir
         if kind == "custom":
             out["command"] = [CUSTOM_COMMAND.format(image=service.image)]
             self.note(key, f"function {name!r} runs on image {service.image}: written as runtime: custom; "
                       "replace its command with the program that serves it (see docs/baetyl.md)")
-        env = as_mapping(service.raw.get("env"))
-        if env and kind != "sql":
+        out.update(self._settings(service, entry, kind, key))
+        return out
+
+    def _settings(self, service: Service, entry: dict[str, Json], kind: str, key: str) -> dict[str, Json]:
+        """``env`` from the runtime service, ``instance`` from the manager's function entry."""
+        out: dict[str, Json] = {}
+        if (env := as_mapping(service.raw.get("env"))) and kind != "sql":
             out["env"] = env
         limit = as_mapping(as_mapping(service.raw.get("resources")).get("memory")).get("limit")
         if instance := map_instance(entry, kind, self.note, key, limit):
@@ -352,12 +364,10 @@ class _Importer:
             _note_service_keys(service, note, runtime=True)
         return self.runtimes[service.name]
 
-    def _runtime_entry(self, service: Service, name: str) -> tuple[dict[str, Json], Path, str] | None:
-        """The runtime service's entry for function ``name``, its file and key."""
+    def _runtime_entry(self, service: Service, name: str) -> _RuntimeEntry | None:
+        """The runtime service's entry for function ``name`` (with a handler), or None (noted)."""
         found = self.deployment.config_of(service)
         if found is None:
-            self.note("functions", f"dropped function {name!r}: the config of its service {service.name!r} "
-                      "cannot be read (see the notes about application.yml)")
             return None
         document, file = found
         note = self.deployment.report(file)
@@ -367,25 +377,30 @@ class _Importer:
                 if key != "functions":
                     note(key, f"dropped: {_RUNTIME_KEYS_DROPPED.get(key, 'not an edgefn setting')}")
         for index, raw in enumerate(as_list(document.get("functions"))):
-            entry = as_mapping(raw)
-            if str(entry.get("name")) == name:
-                key = f"functions[{index}]"
-                for field in entry:
-                    if field not in ("name", "handler", "codedir"):
-                        note(f"{key}.{field}", "dropped: not a function setting of edgefn")
-                return entry, file, key
-        note("functions", f"no function named {name!r} (service {service.name!r}); dropped from edgefn's config")
+            entry, key = as_mapping(raw), f"functions[{index}]"
+            if str(entry.get("name")) != name:
+                continue
+            for field in entry:
+                if field not in ("name", "handler", "codedir"):
+                    note(f"{key}.{field}", "dropped: not a function setting of edgefn")
+            if entry.get("handler") is None:
+                note(f"{key}.handler", "missing: Baetyl's runtimes need it too")
+                return None
+            return _RuntimeEntry(entry, note, key)
+        note("functions", f"no function named {name!r}, which the function manager runs on service "
+             f"{service.name!r}")
         return None
 
-    def _codedir(self, service: Service, entry: Mapping[str, Json], note: Report, key: str) -> str | None:
-        inside = entry.get("codedir")
+    def _codedir(self, service: Service, runtime: _RuntimeEntry) -> str | None:
+        """The function's code folder on this machine, relative to the output, or None (noted)."""
+        inside = runtime.entry.get("codedir")
         if inside is None:
-            note(f"{key}.codedir", "missing: Baetyl's runtimes need it too")
+            runtime.note(f"{runtime.key}.codedir", "missing: Baetyl's runtimes need it too")
             return None
         host = self.deployment.host_path(service, str(inside))
         if host is None:
-            note(f"{key}.codedir", f"{inside} is in service {service.name!r}'s container and no volume found on "
-                 "this machine holds it")
+            runtime.note(f"{runtime.key}.codedir", f"{inside} is in service {service.name!r}'s container and no "
+                         "volume found on this machine holds it")
             return None
         return self._relative(host)
 
@@ -440,7 +455,7 @@ EXIT_OK, EXIT_FAILED = 0, 1
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add ``import-baetyl`` to ``edgefn``'s subparsers; its handler is :func:`run`."""
-    parser = subparsers.add_parser(
+    parser: argparse.ArgumentParser = subparsers.add_parser(
         "import-baetyl",
         help="write an edgefn config from a Baetyl v1 deployment",
         description="Read a Baetyl v1 deployment (application.yml, the function manager's service.yml and "

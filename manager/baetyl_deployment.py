@@ -73,7 +73,7 @@ def _plain(node: yaml.Node) -> Json:
         return {str(key.value): _plain(value) for key, value in node.value}
     if isinstance(node, yaml.SequenceNode):
         return [_plain(item) for item in node.value]
-    if node.style is None:
+    if isinstance(node, yaml.ScalarNode) and node.style is None:
         return None if node.value in _NULLS else Verbatim(node.value)
     return str(node.value)
 
@@ -85,7 +85,7 @@ class _Dumper(yaml.SafeDumper):
         super().increase_indent(flow, False)  # "rules:\n  - ...", as edgefn's docs write it
 
 
-class _Flow(dict):  # type: ignore[type-arg]
+class _Flow(dict[str, Json]):
     """A small mapping written on one line: ``subscribe: {topic: t, qos: 1}``."""
 
 

@@ -16,7 +16,7 @@ import yaml
 from edgefn.manager.baetyl import (
     BaetylError, import_deployment, map_hub, map_instance, map_rules, runtime_of,
 )
-from edgefn.manager.baetyl_deployment import Verbatim, dump, read_yaml
+from edgefn.manager.baetyl_deployment import Report, Verbatim, dump, read_yaml
 from edgefn.manager.config import load_config
 
 pytestmark = pytest.mark.timeout(60)
@@ -63,6 +63,8 @@ def test_sayhi_example_becomes_a_config_that_loads_and_checks(tmp_path: Path) ->
         ("func-sql-filter-1", "t", "sql-filter", "t/sqlfilter", 1),
     ]
     assert list(config) == ["hub", "rules", "functions", "logger"]
+    # edgefn's spellings, not Baetyl's image names: node85 is written as node, python27 as python
+    assert [function["runtime"] for function in config["functions"]] == ["python", "sql", "python", "node"]
     assert list(config["functions"][0]) == ["name", "runtime", "handler", "codedir", "instance"]
     assert config["hub"] == {"address": "tcp://localhub:1883", "username": "test", "password": "hahaha"}
     assert loaded.warnings == ()
@@ -193,7 +195,8 @@ def test_runtime_images_map_to_edgefn_runtimes(image: str, runtime: str) -> None
     assert runtime_of(image)[0] == runtime
 
 
-def collect() -> tuple[list[tuple[str, str]], object]:
+def collect() -> tuple[list[tuple[str, str]], Report]:
+    """A list of (key, message) notes, and the function that appends to it."""
     found: list[tuple[str, str]] = []
     return found, lambda key, message: found.append((key, message))
 
@@ -202,7 +205,7 @@ def test_function_level_message_backoff_timeout_move_under_instance() -> None:
     found, note = collect()
     function = {"name": "f", "service": "s", "instance": {"min": 1, "max": 3},
                 "message": {"length": {"max": "8m"}}, "backoff": {"max": "2m"}, "timeout": "5s"}
-    instance = map_instance(function, "python", note, "functions[0]")  # type: ignore[arg-type]
+    instance = map_instance(function, "python", note, "functions[0]")
     assert instance == {"min": 1, "max": 3, "timeout": "5s", "message": {"length": {"max": "8m"}},
                         "backoff": {"max": "2m"}}
     assert [key for key, _ in found] == ["functions[0].message", "functions[0].backoff", "functions[0].timeout"]
@@ -211,7 +214,7 @@ def test_function_level_message_backoff_timeout_move_under_instance() -> None:
 def test_sql_functions_keep_only_the_message_limit() -> None:
     found, note = collect()
     function = {"instance": {"max": 3}, "message": {"length": {"max": "1m"}}, "timeout": "5s"}
-    assert map_instance(function, "sql", note, "functions[1]") == {"message": {"length": {"max": "1m"}}}  # type: ignore[arg-type]
+    assert map_instance(function, "sql", note, "functions[1]") == {"message": {"length": {"max": "1m"}}}
     dropped = [key for key, message in found if "SQL functions run in the manager" in message]
     assert sorted(dropped) == ["functions[1].instance.max", "functions[1].timeout"]
 
@@ -219,7 +222,7 @@ def test_sql_functions_keep_only_the_message_limit() -> None:
 def test_instance_memory_limit_becomes_memory_and_cpu_is_noted() -> None:
     found, note = collect()
     function = {"instance": {"memory": {"limit": "100m", "swap": "1g"}, "cpu": {"cpus": 1}}}
-    assert map_instance(function, "node", note, "functions[0]") == {"memory": "100m"}  # type: ignore[arg-type]
+    assert map_instance(function, "node", note, "functions[0]") == {"memory": "100m"}
     assert {key for key, _ in found} == {"functions[0].instance.memory.limit", "functions[0].instance.memory.swap",
                                          "functions[0].instance.cpu"}
 
@@ -228,7 +231,7 @@ def test_hub_keeps_edgefn_keys_in_order_and_drops_baetyl_only_ones() -> None:
     found, note = collect()
     hub = {"clientid": "c", "address": "tcp://localhub:1883", "keepalive": "-1", "timeout": "30s",
            "validatesubs": "true", "buffersize": "10", "password": "p"}
-    out = map_hub(hub, note, frozenset({"localhub"}), lambda inside: None)  # type: ignore[arg-type]
+    out = map_hub(hub, note, frozenset({"localhub"}), lambda inside: None)
     assert list(out.items()) == [("address", "tcp://localhub:1883"), ("password", "p"), ("clientid", "c"),
                                  ("keepalive", "-1")]
     assert [key for key, _ in found] == ["hub.timeout", "hub.validatesubs", "hub.buffersize", "hub.address"]
@@ -236,7 +239,7 @@ def test_hub_keeps_edgefn_keys_in_order_and_drops_baetyl_only_ones() -> None:
 
 def test_a_hub_host_that_is_not_a_baetyl_service_is_not_noted() -> None:
     found, note = collect()
-    map_hub({"address": "ssl://broker.example.com:8883"}, note, frozenset({"localhub"}), lambda inside: None)  # type: ignore[arg-type]
+    map_hub({"address": "ssl://broker.example.com:8883"}, note, frozenset({"localhub"}), lambda inside: None)
     assert found == []
 
 
@@ -244,7 +247,7 @@ def test_hub_tls_files_are_mapped_to_the_host_or_kept_and_noted() -> None:
     found, note = collect()
     hub = {"address": "ssl://b:8883", "ca": "var/db/baetyl/cert/ca.pem", "cert": "/elsewhere/c.pem"}
     host = {"var/db/baetyl/cert/ca.pem": "certs/ca.pem"}
-    out = map_hub(hub, note, frozenset(), host.get)  # type: ignore[arg-type]
+    out = map_hub(hub, note, frozenset(), host.get)
     assert (out["ca"], out["cert"]) == ("certs/ca.pem", "/elsewhere/c.pem")
     assert [key for key, _ in found] == ["hub.cert"]
 
@@ -254,7 +257,7 @@ def test_rules_of_functions_not_carried_are_dropped_and_unknown_keys_noted() -> 
     rules = [{"clientid": "a", "subscribe": {"topic": "t"}, "function": {"name": "f"}, "publish": {"topic": "o"},
               "extra": 1},
              {"subscribe": {"topic": "t"}, "function": {"name": "gone"}, "publish": {"topic": "o"}}]
-    out = map_rules(rules, note, {"f"})  # type: ignore[arg-type]
+    out = map_rules(rules, note, {"f"})
     assert out == [{"clientid": "a", "subscribe": {"topic": "t"}, "function": {"name": "f"}, "publish": {"topic": "o"}}]
     assert [key for key, _ in found] == ["rules[0].extra", "rules[1]"]
 
