@@ -282,7 +282,11 @@ class Hub:
             link.paho.ack(delivery.mid, delivery.qos)
 
     def stop_delivering(self) -> None:
-        """Stop calling ``on_message`` (shutdown); later QoS 1 messages stay unacked."""
+        """Stop calling ``on_message`` (shutdown) for QoS 0 and 1: later QoS 1 messages stay unacked.
+
+        QoS 2 messages are still delivered: paho has PUBREC'd them already, so
+        the broker will not send them again and dropping one would lose it.
+        """
         self._delivering = False
 
     # -- the connection task ------------------------------------------------------
@@ -420,7 +424,7 @@ class Hub:
         hub = self
 
         def on_message(_c: paho.Client, _u: Any, m: paho.MQTTMessage) -> None:
-            if not hub._delivering:
+            if not hub._delivering and m.qos != 2:
                 return
             try:
                 topic = m.topic

@@ -115,8 +115,9 @@ class Router:
 
     def on_message(self, delivery: Delivery) -> None:
         """The hub's callback, on the event loop, for every delivery (hot path)."""
-        if self._closed:
+        if self._closed and delivery.qos != 2:
             return  # not acked: the broker redelivers it to our next session
+        # A QoS 2 input is taken even while closing: the broker will never send it again.
         routes = self._matches.get(delivery.topic)
         if routes is None:
             routes = self._match(delivery.topic)
@@ -252,7 +253,7 @@ class Router:
     # -- shutdown ----------------------------------------------------------------
 
     def close(self) -> None:
-        """Stop taking deliveries; those not yet taken stay unacknowledged."""
+        """Stop taking QoS 0 and 1 deliveries (they stay unacknowledged); QoS 2 ones are still taken."""
         self._closed = True
 
     async def drain(self, timeout: float) -> int:

@@ -59,6 +59,32 @@ async def test_qos2_inputs_in_flight_at_a_kill_9_are_lost_and_none_is_processed_
     assert len(outputs) < count, "expected the inputs in flight at the kill to be lost"
 
 
+@pytest.mark.timeout(120)
+async def test_a_graceful_stop_finishes_qos2_inputs_even_those_arriving_while_it_drains(
+    mosquitto: Mosquitto, topic: str, tmp_path: Path
+) -> None:
+    config = qos2_config(tmp_path, mosquitto, topic)
+    count = 16
+    outputs: list[int] = []
+    async with Probe(mosquitto.port, [f"{topic}/out"], qos=2) as probe:
+        manager = ManagerProcess(config)
+        await asyncio.to_thread(manager.wait_ready)
+        for number in range(count // 2):
+            await probe.publish(f"{topic}/in", orjson.dumps({"n": number, "sleep": 0.3}), qos=2)
+        outputs.append(orjson.loads((await probe.next(timeout=20)).payload)["n"])
+        manager.process.terminate()  # SIGTERM: drain what was taken (about a second of work)
+        for number in range(count // 2, count):
+            await probe.publish(f"{topic}/in", orjson.dumps({"n": number, "sleep": 0}), qos=2)
+        assert await asyncio.to_thread(manager.process.wait, 30) == 0, manager.log
+        with ManagerProcess(config) as again:  # what the first one did not take, the broker kept
+            await asyncio.to_thread(again.wait_ready)
+            while len(outputs) < count:
+                outputs.append(orjson.loads((await probe.next(timeout=20)).payload)["n"])
+            await probe.nothing(within=0.5)
+            assert again.stop() == 0
+    assert sorted(outputs) == list(range(count))
+
+
 def presence_config(folder: Path, broker: Mosquitto, topic: str, clientid: str) -> Path:
     return write_config(folder, {
         "hub": {

@@ -152,6 +152,16 @@ async def test_after_close_deliveries_are_left_unacked() -> None:
     assert runner.calls == [] and hub.acked == []
 
 
+async def test_after_close_a_qos2_delivery_is_still_taken_since_the_broker_will_not_resend_it() -> None:
+    runner, hub = Runner([b"x"]), Hub()
+    router = Router([Route(rule(), {"f": runner}, Metrics().function("f"))], name="test")
+    router.hub = hub  # type: ignore[assignment]
+    router.close()
+    router.on_message(delivery(12, qos=2))
+    await router.drain(5)
+    assert hub.published == [("out", b"x", 1)] and hub.acked == [12]
+
+
 async def test_a_function_reloaded_away_answers_with_an_envelope_and_acks() -> None:
     hub = Hub()
     router = Router([Route(rule(), {}, Metrics().function("f"))], name="test")
