@@ -71,7 +71,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--data", default="", metavar="JSON|@file|@-",
                         help="the payload: text as is, @file for a file's bytes, @- for stdin (default: empty)")
     parser.add_argument("--topic", default="", help="the message's topic (context.messageTopic)")
-    parser.add_argument("--qos", type=int, choices=(0, 1), default=0, help="the message's QoS (context.messageQOS)")
+    parser.add_argument("--qos", type=int, choices=(0, 1, 2), default=0, help="the message's QoS (context.messageQOS)")
     parser.add_argument("--timeout", type=_duration, default=DEFAULT_TIMEOUT, metavar="DURATION",
                         help="give up after this long, like 500ms or 30s (default 30s)")
     where = parser.add_mutually_exclusive_group()

@@ -279,6 +279,7 @@ def _message(call: Call, sequence: int = 0) -> function_pb2.FunctionMessage:
         FunctionName=call.function,
         FunctionInvokeID=call.invoke_id,
         Sequence=sequence,
+        Retain=call.retain,
     )
 
 

@@ -25,13 +25,14 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from .topics import Template, TemplateError, compile_template
 from .units import parse_duration, parse_size
 from .yamldoc import ConfigError, Document, Problem, Value, compose
 
 __all__ = [
     "Config", "ConfigError", "FrozenEnv", "FunctionConfig", "HubConfig", "InstanceConfig",
     "LoggerConfig", "Problem", "RuleConfig", "ServerConfig", "ShutdownConfig",
-    "TopicConfig", "load_config", "parse_duration", "parse_size",
+    "StatusConfig", "TopicConfig", "load_config", "parse_duration", "parse_size",
 ]
 
 class FrozenEnv(Mapping[str, str]):
@@ -62,6 +63,21 @@ class FrozenEnv(Mapping[str, str]):
 
 
 @dataclass(frozen=True)
+class StatusConfig:
+    """Presence (``hub.status``): each connection's online message, and offline as its last will."""
+
+    topic: Template  # may use {clientid} only
+    online: bytes = b'{"status":"connected"}'
+    offline: bytes = b'{"status":"disconnected"}'
+    qos: int = 0
+    retain: bool = True
+
+    def topic_for(self, clientid: str) -> str:
+        """The status topic of the connection ``clientid``."""
+        return self.topic.render(None, "", "", clientid) or ""
+
+
+@dataclass(frozen=True)
 class HubConfig:
     """The MQTT hub every rule's connection goes to (an embedded broker without address)."""
 
@@ -80,6 +96,7 @@ class HubConfig:
     cleansession: bool = False
     interval: float = 60.0  # max reconnect backoff
     embedded_port: int = 1883  # hub.embedded.port
+    status: StatusConfig | None = None  # hub.status: presence; None → off
 
     @property
     def embedded(self) -> bool:
@@ -103,8 +120,24 @@ class ServerConfig:
 
 @dataclass(frozen=True)
 class TopicConfig:
+    """``subscribe``, ``publish`` or ``error`` of a rule.
+
+    ``template`` is ``topic`` compiled once (the config reader checks it for
+    publish and error; a subscribe filter's is unused, and None if the filter
+    does not compile). ``retain`` sets the RETAIN flag of what is published there.
+    """
+
     topic: str
     qos: int = 0
+    retain: bool = False
+    template: Template | None = None
+
+    def __post_init__(self) -> None:
+        if self.template is None:
+            try:
+                object.__setattr__(self, "template", compile_template(self.topic))
+            except TemplateError:
+                pass  # a subscribe filter may hold braces; publish and error were checked at load
 
 
 @dataclass(frozen=True)

@@ -20,9 +20,10 @@ import yaml
 from .addresses import DEFAULT_WEBSOCKET_PATH, HubAddress, parse_hub_address, parse_server_address
 from .config import (
     Config, FrozenEnv, FunctionConfig, HubConfig, InstanceConfig, LoggerConfig,
-    RuleConfig, ServerConfig, ShutdownConfig, TopicConfig,
+    RuleConfig, ServerConfig, ShutdownConfig, StatusConfig, TopicConfig,
 )
 from .runners import KINDS, RuntimeKind, alias
+from .topics import CLIENTID, Template, TemplateError, compile_template, filter_depth, invalid_topic
 from .yamldoc import Section, Value, is_null
 
 # Keys Baetyl's function manager puts on the function, edgefn under instance.
@@ -67,7 +68,7 @@ def _items(value: Value | None) -> list[Value]:
 
 _TOP_KEYS = ("hub", "server", "rules", "functions", "logger", "shutdown")
 _HUB_KEYS = ("address", "username", "password", "ca", "cert", "key", "clientid",
-             "keepalive", "cleansession", "interval", "embedded")
+             "keepalive", "cleansession", "interval", "embedded", "status")
 _HUB_BAETYL = {
     "timeout": "edgefn retries a connection with backoff up to hub.interval",
     "validatesubs": "edgefn always checks that its subscriptions were granted",
@@ -108,7 +109,44 @@ def _hub(hub: Section | None) -> HubConfig:
         cleansession=_get(hub, "cleansession", Value.boolean, False),
         interval=_get(hub, "interval", Value.duration, 60.0),
         embedded_port=port,
+        status=_status(hub.get("status")),
     )
+
+
+_STATUS_KEYS = ("topic", "online", "offline", "qos", "retain")
+_STATUS_EXAMPLE = "{topic: edgefn/{clientid}/status, retain: true}"
+
+
+def _status(value: Value | None) -> StatusConfig | None:
+    """``hub.status`` (presence); an empty mapping turns it on with the defaults."""
+    status = value.section(_STATUS_KEYS, example=_STATUS_EXAMPLE) if value is not None else None
+    if status is None:
+        return None
+    defaults = StatusConfig(compile_template("edgefn/{clientid}/status"))
+    topic_value = status.get("topic")
+    template = defaults.topic
+    if topic_value is not None and (text := topic_value.string()) is not None:
+        try:
+            template = compile_template(text)
+        except TemplateError as exc:
+            topic_value.error(str(exc))
+        else:
+            if any(isinstance(part, int) and part != CLIENTID for part in template.parts):
+                topic_value.error(f"a connection's status topic may use {{clientid}} only, got {text!r}")
+            elif problem := invalid_topic(template.render(None, "", "", "x") or ""):
+                topic_value.error(f"cannot be published to: {problem}")
+    return StatusConfig(
+        topic=template,
+        online=_get(status, "online", _payload, defaults.online),
+        offline=_get(status, "offline", _payload, defaults.offline),
+        qos=_get(status, "qos", _qos, defaults.qos),
+        retain=_get(status, "retain", Value.boolean, defaults.retain),
+    )
+
+
+def _payload(value: Value) -> bytes | None:
+    text = value.string(empty_ok=True)
+    return None if text is None else text.encode()
 
 
 def _hub_address(value: Value, address: str) -> HubAddress | None:
@@ -188,8 +226,9 @@ def _rule(item: Value, index: int, declared: Mapping[str, Value]) -> RuleConfig 
         return None
     subscribe = _topic(rule, "subscribe", "a topic filter to subscribe to", required=True)
     function = _function_name(rule, declared)
-    publish = _topic(rule, "publish", "a topic to publish results to", required=True)
-    error = _topic(rule, "error", "a topic to publish error envelopes to", required=False)
+    depth = filter_depth(subscribe.topic) if subscribe is not None else None
+    publish = _output(rule, "publish", "a topic to publish results to", depth, required=True)
+    error = _output(rule, "error", "a topic to publish error envelopes to", depth, required=False)
     retry = rule.section("retry", ("max",), example="{max: 3}")
     retry_max = _get(retry, "max", lambda value: value.integer(1), 3)
     clientid = _get(rule, "clientid", Value.string, None)
@@ -221,10 +260,50 @@ def _topic(rule: Section, key: str, what: str, required: bool) -> TopicConfig | 
     topic_value = section.require("topic", what)
     topic = topic_value.string() if topic_value is not None else None
     if topic_value is not None and topic is not None:
-        if problem := _topic_problem(topic, filter=key == "subscribe"):
+        if problem := _topic_problem(topic, filter=True):
             topic_value.error(problem)
             topic = None
     return None if topic is None else TopicConfig(topic, qos)
+
+
+_OUTPUT_EXAMPLE = "{topic: devices/{2}/reply, qos: 1, retain: false}"
+
+
+def _output(rule: Section, key: str, what: str, depth: int | None, required: bool) -> TopicConfig | None:
+    """``publish`` or ``error``: a topic template checked against the subscription's ``depth``."""
+    value = rule.require(key, f"a mapping like {_OUTPUT_EXAMPLE}") if required else rule.get(key)
+    section = value.section(("topic", "qos", "retain"), example=_OUTPUT_EXAMPLE) if value is not None else None
+    if section is None:
+        return None
+    qos = _get(section, "qos", _qos, 0)
+    retain = _get(section, "retain", Value.boolean, False)
+    topic_value = section.require("topic", what)
+    topic = topic_value.string() if topic_value is not None else None
+    if topic_value is None or topic is None:
+        return None
+    try:
+        template = compile_template(topic)
+    except TemplateError as exc:
+        topic_value.error(str(exc))
+        return None
+    if problem := _template_problem(template, depth):
+        topic_value.error(problem)
+        return None
+    return TopicConfig(topic, qos, retain, template)
+
+
+def _template_problem(template: Template, depth: int | None) -> str | None:
+    """What makes every rendering of ``template`` wrong, or None."""
+    # Placeholders hold no wildcard or NUL, so the text has them only in its literal parts.
+    if problem := _topic_problem(template.text, filter=False):
+        return problem
+    if template.literal == "":
+        return "must not be empty"
+    if depth is not None and template.max_level > depth:
+        return (f"{{{template.max_level}}} names level {template.max_level}, but the subscription's "
+                f"topics have {depth} level{'s' if depth != 1 else ''} (levels count from 1; "
+                "a filter ending in # allows any level)")
+    return None
 
 
 def _topic_problem(topic: str, filter: bool) -> str | None:
@@ -247,14 +326,7 @@ def _topic_problem(topic: str, filter: bool) -> str | None:
 
 
 def _qos(value: Value) -> int | None:
-    qos = value.integer(0)
-    if qos == 2:
-        value.error("QoS 2 is not supported yet; expected 0 or 1")
-        return None
-    if qos is not None and qos > 2:
-        value.error(f"expected QoS 0 or 1, got {qos}")
-        return None
-    return qos
+    return value.integer(0, 2)
 
 
 # -- functions ----------------------------------------------------------------------------

@@ -1,10 +1,23 @@
-"""One MQTT connection per clientid: manual QoS 1 acks, reconnect, TLS.
+"""One MQTT connection per clientid: manual QoS 1 and 2 acks, presence, reconnect, TLS.
 
 A :class:`Hub` owns one reconnecting connection. Every incoming message is handed
 to ``on_message`` as a :class:`Delivery`, in order, on the event loop; a QoS 1
 delivery stays unacknowledged at the broker until :meth:`Hub.ack` is called, so
 a message whose result was never published is redelivered after a reconnect
 (``cleansession: false`` keeps the session at the broker).
+
+QoS 2 as paho 2.2 does it: paho answers PUBLISH with PUBREC at once, keeps the
+message in memory and hands it over only when PUBREL comes; with manual acks
+PUBCOMP waits for :meth:`Hub.ack`. Once PUBREC is sent the broker never sends
+that message again, so a QoS 2 input held in a process that dies (or on a
+connection that drops, since every connection is a fresh paho client) is lost:
+QoS 2 here means "at most once, never twice", not "at least once" (QoS 1 is
+that). A PUBREL for a message this client does not know (it died with it) is
+answered with PUBCOMP, so the broker's session does not keep it forever.
+
+Presence (``hub.status``): every connection registers the offline message as
+its MQTT last will and publishes the online message once connected; a graceful
+stop publishes offline before DISCONNECT (which discards the will).
 
 How it sits on aiomqtt 2.5.1 (pinned): aiomqtt connects, drives paho's socket
 from the event loop and disconnects. aiomqtt has no manual-ack API and its
@@ -148,6 +161,7 @@ class Hub:
         self._tls: ssl.SSLContext | None = None
         self._stop: asyncio.Future[None] | None = None
         self._task: asyncio.Task[None] | None = None
+        self._status_topic = config.status.topic_for(clientid) if config.status is not None else ""
 
     @property
     def connected(self) -> bool:
@@ -194,8 +208,8 @@ class Hub:
         applied on connect; :meth:`wait_ready` waits for that). Raises
         :class:`HubError` when the broker refuses it (it is then forgotten).
         """
-        if qos not in (0, 1):
-            raise HubError(f"subscription QoS must be 0 or 1, not {qos!r}")
+        if qos not in (0, 1, 2):
+            raise HubError(f"subscription QoS must be 0, 1 or 2, not {qos!r}")
         try:
             aiomqtt.Wildcard(topic)  # before remembering it: a bad filter would fail every reconnect
         except (TypeError, ValueError) as exc:
@@ -234,11 +248,11 @@ class Hub:
     # -- the hot path -------------------------------------------------------------
 
     async def publish(
-        self, topic: str, payload: bytes, qos: int, timeout: float = PUBLISH_TIMEOUT
+        self, topic: str, payload: bytes, qos: int, timeout: float = PUBLISH_TIMEOUT, *, retain: bool = False
     ) -> None:
         """Publish and return once the hub accepted it.
 
-        QoS 1: on PUBACK; QoS 0: once written to the socket. Raises
+        QoS 2: on PUBCOMP; QoS 1: on PUBACK; QoS 0: once written to the socket. Raises
         :class:`HubDisconnected` at once when not connected or when the
         connection drops first, :class:`HubError` on a timeout or a bad topic.
         """
@@ -246,7 +260,7 @@ class Hub:
         if link is None:
             raise HubDisconnected(f"hub {self.name}: not connected")
         try:
-            info = link.paho.publish(topic, payload, qos)
+            info = link.paho.publish(topic, payload, qos, retain)
         except ValueError as exc:
             raise HubError(f"hub {self.name}: cannot publish to {topic!r}: {exc}") from exc
         if info.rc != _SUCCESS:
@@ -256,18 +270,23 @@ class Hub:
         await link.wait(info.mid, timeout, f"publish to {topic!r}")
 
     def ack(self, delivery: Delivery) -> None:
-        """Acknowledge a QoS 1 delivery (a no-op for QoS 0).
+        """Acknowledge a delivery: PUBACK for QoS 1, PUBCOMP for QoS 2 (a no-op for QoS 0).
 
         Only on the connection it came on: after a reconnect the broker
-        redelivers it instead, and acking its old packet id on the new
-        connection could acknowledge a different message.
+        redelivers a QoS 1 message instead (and answers a QoS 2 one's PUBREL
+        here at once), and acking its old packet id on the new connection
+        could acknowledge a different message.
         """
         link = self._link
-        if delivery.qos == 1 and link is not None and delivery.generation == link.generation:
-            link.paho.ack(delivery.mid, 1)
+        if delivery.qos and link is not None and delivery.generation == link.generation:
+            link.paho.ack(delivery.mid, delivery.qos)
 
     def stop_delivering(self) -> None:
-        """Stop calling ``on_message`` (shutdown); later QoS 1 messages stay unacked."""
+        """Stop calling ``on_message`` (shutdown) for QoS 0 and 1: later QoS 1 messages stay unacked.
+
+        QoS 2 messages are still delivered: paho has PUBREC'd them already, so
+        the broker will not send them again and dropping one would lose it.
+        """
         self._delivering = False
 
     # -- the connection task ------------------------------------------------------
@@ -308,6 +327,7 @@ class Hub:
         assert self._stop is not None
         self.last_error = None
         log.info("hub %s: connected to %s as %r", self.name, self._where(), self._clientid)
+        await self._announce(link, online=True)
         if self._subscriptions:
             await self._grant(link, list(self._subscriptions.items()))
         else:
@@ -317,6 +337,22 @@ class Hub:
             # paho reports a dropped socket as "Unspecified error": say what happened instead.
             self.last_error = HubDisconnected(f"connection to {self._where()} lost")
             log.warning("hub %s: %s", self.name, self.last_error)
+        elif self._link is link:
+            await self._announce(link, online=False)
+
+    async def _announce(self, link: _Link, online: bool) -> None:
+        """Publish the presence message (``hub.status``) on ``link``, if presence is on."""
+        status = self._config.status
+        if status is None:
+            return
+        payload = status.online if online else status.offline
+        try:
+            info = link.paho.publish(self._status_topic, payload, status.qos, status.retain)
+            if info.rc == _SUCCESS:
+                await link.wait(info.mid, OPERATION_TIMEOUT, f"publish to {self._status_topic!r}")
+        except HubError as exc:
+            log.warning("hub %s: could not publish its %s status: %s",
+                        self.name, "online" if online else "offline", exc)
 
     async def _grant(self, link: _Link, pairs: list[tuple[str, int]]) -> list[str]:
         """Subscribe on ``link``; return the refused topics (none if the link drops)."""
@@ -353,6 +389,7 @@ class Hub:
         client, p = link.client, link.paho
         p.manual_ack_set(True)
         p.disable_logger()  # paho logs every packet at debug level; we log what matters
+        _complete_unknown_pubrel(p)
         aiomqtt_on_connect = p.on_connect
 
         def on_connect(c: paho.Client, userdata: Any, flags: Any, reason: ReasonCode, props: Any = None) -> None:
@@ -387,15 +424,15 @@ class Hub:
         hub = self
 
         def on_message(_c: paho.Client, _u: Any, m: paho.MQTTMessage) -> None:
-            if not hub._delivering:
+            if not hub._delivering and m.qos != 2:
                 return
             try:
                 topic = m.topic
             except UnicodeDecodeError:
                 # No rule can match a topic that is not UTF-8: drop it for good.
                 log.warning("hub %s: dropped a message whose topic is not UTF-8", hub.name)
-                if m.qos == 1:
-                    link.paho.ack(m.mid, 1)
+                if m.qos:
+                    link.paho.ack(m.mid, m.qos)
                 return
             try:
                 deliver(Delivery(topic, m.payload, m.qos, m.retain, m.mid, generation, now()))
@@ -425,6 +462,9 @@ class Hub:
 
     def _new_client(self) -> aiomqtt.Client:
         c = self._config
+        will = None
+        if c.status is not None:
+            will = aiomqtt.Will(self._status_topic, c.status.offline, c.status.qos, c.status.retain)
         return aiomqtt.Client(
             c.host,
             c.port,
@@ -443,12 +483,34 @@ class Hub:
             max_inflight_messages=0,
             tls_context=self._tls,
             websocket_path=c.websocket_path if c.scheme in ("ws", "wss") else None,
+            will=will,
         )
 
     def _where(self) -> str:
         c = self._config
         path = c.websocket_path if c.scheme in ("ws", "wss") else ""
         return f"{c.scheme}://{c.host}:{c.port}{path}"
+
+
+def _complete_unknown_pubrel(client: paho.Client) -> None:
+    """Answer a PUBREL for a QoS 2 message this client never saw with PUBCOMP.
+
+    With manual acks paho 2.2 sends PUBCOMP only from ``ack()``, and only for
+    messages it handed over; a PUBREL for one that died with an earlier process
+    or connection would otherwise stay pending in the broker's session forever.
+    """
+    handle = client._handle_pubrel  # noqa: SLF001 - paho's packet handler, looked up per packet
+
+    def handle_pubrel() -> paho.MQTTErrorCode:
+        packet = client._in_packet["packet"]  # noqa: SLF001 - the packet being handled
+        mid = int.from_bytes(packet[:2], "big") if len(packet) >= 2 else None
+        known = mid in client._in_messages  # noqa: SLF001
+        rc = handle()
+        if mid is not None and not known and rc == _SUCCESS:
+            return client._send_pubcomp(mid)  # noqa: SLF001
+        return rc
+
+    client._handle_pubrel = handle_pubrel  # type: ignore[method-assign]  # noqa: SLF001
 
 
 def _tls_context(config: HubConfig) -> ssl.SSLContext:

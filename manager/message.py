@@ -18,7 +18,8 @@ ENVELOPE_PAYLOAD_MAX = 1024
 class Call:
     """One invocation of a function: Baetyl's FunctionMessage fields.
 
-    ``timestamp`` is unix seconds at receipt; ``invoke_id`` is kept across retries.
+    ``timestamp`` is unix seconds at receipt; ``invoke_id`` is kept across retries;
+    ``retain`` tells that the input came as a retained message.
     """
 
     id: int
@@ -28,6 +29,7 @@ class Call:
     timestamp: int
     function: str
     invoke_id: str
+    retain: bool = False
 
     def function_message(self, *, payload_max: int | None = None) -> dict[str, object]:
         """The input as the envelope's ``functionMessage`` (Baetyl's names, base64 payload)."""

@@ -32,6 +32,7 @@ class FunctionStats:
     cold_starts: int = 0  # instances started on demand (a call waited for them)
     start_failures: int = 0  # starts that failed (load error, starttimeout)
     dropped: int = 0  # QoS 0 inputs dropped with the function's queue full
+    invalid_topics: int = 0  # envelopes dropped: their error topic did not render to a valid topic
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
     gauges: Callable[[], tuple[int, int, int]] = lambda: (0, 0, 0)
 
@@ -59,6 +60,7 @@ class FunctionStats:
             "cold_starts": self.cold_starts,
             "start_failures": self.start_failures,
             "dropped": self.dropped,
+            "invalid_topics": self.invalid_topics,
             "p50_ms": round(_percentile(ordered, 0.50) * 1000, 2),
             "p99_ms": round(_percentile(ordered, 0.99) * 1000, 2),
         }

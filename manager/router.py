@@ -14,11 +14,12 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from edgefn.manager.config import RuleConfig
+from edgefn.manager.config import RuleConfig, TopicConfig
 from edgefn.manager.hub import Delivery, Hub, HubError
 from edgefn.manager.message import Call, envelope
 from edgefn.manager.metrics import FunctionStats
 from edgefn.manager.runners import Gone, Runner
+from edgefn.manager.topics import invalid_topic, topic_matches
 from edgefn.runtimes import faults
 from edgefn.runtimes.faults import Fault
 
@@ -29,6 +30,8 @@ log = logging.getLogger("edgefn.router")
 QOS0_QUEUE_MAX = 1000
 # Matching results are cached per concrete topic; the cache is bounded.
 MATCH_CACHE_MAX = 4096
+# Topics that matched no rule are logged once each, up to this many.
+UNMATCHED_LOG_MAX = 100
 
 
 @dataclass(frozen=True)
@@ -49,20 +52,6 @@ class Route:
         return self.runners.get(self.rule.function) or Gone(self.rule.function)
 
 
-def topic_matches(pattern: str, topic: str) -> bool:
-    """MQTT topic filter matching (``+`` one level, ``#`` the rest; ``$share/g/`` ignored)."""
-    if pattern.startswith("$share/"):
-        pattern = pattern.split("/", 2)[2] if pattern.count("/") >= 2 else ""
-    if topic.startswith("$") and pattern[:1] in ("+", "#"):
-        return False  # wildcards never match $SYS-style topics
-    want = pattern.split("/")
-    have = topic.split("/")
-    for index, level in enumerate(want):
-        if level == "#":
-            return True
-        if index >= len(have) or (level != "+" and level != have[index]):
-            return False
-    return len(want) == len(have)
 
 
 class Router:
@@ -74,6 +63,8 @@ class Router:
         self.hub: Hub | None = None
         self._routes = list(routes)
         self._matches: dict[str, list[Route]] = {}
+        self.unmatched = 0  # deliveries no rule wanted (acknowledged, logged once per topic)
+        self._unmatched_topics: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
         self._idle = asyncio.Event()
@@ -92,13 +83,14 @@ class Router:
 
     def on_message(self, delivery: Delivery) -> None:
         """The hub's callback, on the event loop, for every delivery (hot path)."""
-        if self._closed:
+        if self._closed and delivery.qos != 2:
             return  # not acked: the broker redelivers it to our next session
+        # A QoS 2 input is taken even while closing: the broker will never send it again.
         routes = self._matches.get(delivery.topic)
         if routes is None:
             routes = self._match(delivery.topic)
         if not routes:
-            self._ack(delivery)  # no rule wants it (a stale subscription): nothing to publish
+            self._unmatched(delivery)
             return
         if delivery.qos == 0 and routes[0].runner.waiting >= QOS0_QUEUE_MAX:
             routes[0].stats.dropped += 1
@@ -114,6 +106,16 @@ class Router:
             self._matches.clear()
         self._matches[topic] = routes
         return routes
+
+    def _unmatched(self, delivery: Delivery) -> None:
+        """No rule wants it (a stale subscription, a broker's odd match): say so, then ack."""
+        self.unmatched += 1
+        topic = delivery.topic
+        if topic not in self._unmatched_topics and len(self._unmatched_topics) < UNMATCHED_LOG_MAX:
+            self._unmatched_topics.add(topic)
+            log.warning("%s: a message on %r matches no rule; acknowledged and dropped "
+                        "(logged once per topic)", self.name, topic)
+        self._ack(delivery)
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
@@ -144,7 +146,13 @@ class Router:
             timestamp=int(delivery.received),
             function=rule.function,
             invoke_id=str(uuid.uuid4()),
+            retain=delivery.retain,
         )
+        # Rendered once per input, before the call: an output with nowhere to go is not worth a call.
+        topic, problem = self._render(rule.publish, "publish.topic", delivery.topic, rule)
+        if topic is None:
+            return await self._publish_fault(delivery, route, route.runner, call,
+                                             Fault(faults.INVALID_TOPIC, problem or ""), 0)
         attempts = 0
         while True:
             attempts += 1
@@ -157,23 +165,49 @@ class Router:
                 return await self._publish_fault(delivery, route, runner, call, fault, attempts)
             if not result:
                 return True
-            return await self._publish(rule.publish.topic, result, min(delivery.qos, rule.publish.qos))
+            return await self._publish(topic, result, min(delivery.qos, rule.publish.qos), rule.publish.retain)
+
+    def _render(self, target: TopicConfig, key: str, input_topic: str, rule: RuleConfig) -> tuple[str | None, str]:
+        """``target``'s topic for this input, or None and why it cannot be published to."""
+        template = target.template
+        if template is None:
+            return target.topic, ""
+        if template.literal is not None:
+            return template.literal, ""  # checked at load: the fast path
+        levels = input_topic.split("/") if template.max_level else None
+        topic = template.render(levels, input_topic, rule.function, self.name)
+        if topic is None:
+            count = len(levels or ())
+            return None, (f"rules[{rule.index}].{key} {template.text!r} names level {template.max_level}, "
+                          f"but the input topic {input_topic!r} has {count} level{'s' if count != 1 else ''}")
+        if why := invalid_topic(topic):
+            return None, (f"rules[{rule.index}].{key} {template.text!r} gives {topic!r} for the input topic "
+                          f"{input_topic!r}, which cannot be published to: {why}")
+        return topic, ""
 
     async def _publish_fault(
         self, delivery: Delivery, route: Route, runner: Runner, call: Call, fault: Fault, attempts: int
     ) -> bool:
         rule = route.rule
         target = rule.error or rule.publish
+        key = "error.topic" if rule.error else "publish.topic"
         log.warning(
             "%s: %s failed on %s: %s: %s", self.name, rule.function, delivery.topic, fault.error_type, fault.message
         )
+        topic, problem = self._render(target, key, delivery.topic, rule)
+        if topic is None:
+            # Nowhere to say it either: an unacknowledged input would only come back to the same end.
+            route.stats.invalid_topics += 1
+            log.error("%s: the envelope of %s is dropped and its input acknowledged: %s",
+                      self.name, rule.function, problem)
+            return True
         body = envelope(call, fault, runtime=runner.runtime, attempts=attempts, payload_max=runner.message_max)
-        return await self._publish(target.topic, body, min(delivery.qos, target.qos))
+        return await self._publish(topic, body, min(delivery.qos, target.qos), target.retain)
 
-    async def _publish(self, topic: str, payload: bytes, qos: int) -> bool:
+    async def _publish(self, topic: str, payload: bytes, qos: int, retain: bool) -> bool:
         assert self.hub is not None
         try:
-            await self.hub.publish(topic, payload, qos)
+            await self.hub.publish(topic, payload, qos, retain=retain)
         except HubError as exc:
             # Not acknowledged: the broker redelivers the input on our next connection.
             log.warning("%s: publish to %s failed (%s); the input stays unacknowledged", self.name, topic, exc)
@@ -187,7 +221,7 @@ class Router:
     # -- shutdown ----------------------------------------------------------------
 
     def close(self) -> None:
-        """Stop taking deliveries; those not yet taken stay unacknowledged."""
+        """Stop taking QoS 0 and 1 deliveries (they stay unacknowledged); QoS 2 ones are still taken."""
         self._closed = True
 
     async def drain(self, timeout: float) -> int:

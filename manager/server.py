@@ -145,6 +145,7 @@ class _FunctionService(function_pb2_grpc.FunctionServicer):
             timestamp=request.Timestamp or int(time.time()),
             function=request.FunctionName,
             invoke_id=request.FunctionInvokeID or str(uuid.uuid4()),
+            retain=request.Retain,
         )
         runner = self._runners.get(call.function)
         if runner is None:

@@ -34,6 +34,8 @@ OUT_OF_MEMORY = "Runtime.OutOfMemory"
 UNAVAILABLE_FAULT = "Runtime.Unavailable"
 UNKNOWN_FAULT = "Runtime.Unknown"
 FUNCTION_NOT_FOUND = "Runtime.FunctionNotFound"
+# A rule's output topic template rendered to a topic that cannot be published to.
+INVALID_TOPIC = "Runtime.InvalidTopic"
 
 # The gRPC code each runtime fault travels with (SPEC §4); a user's own
 # exception (any other errorType) travels as UNKNOWN.
@@ -49,6 +51,7 @@ CODES: dict[str, int] = {
     UNAVAILABLE_FAULT: UNAVAILABLE,
     UNKNOWN_FAULT: UNKNOWN,
     FUNCTION_NOT_FOUND: NOT_FOUND,
+    INVALID_TOPIC: FAILED_PRECONDITION,
 }
 
 # Faults that are not the function's answer: the call may be tried again (SPEC §6).

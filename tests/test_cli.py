@@ -62,11 +62,12 @@ def test_check_loads_every_handler_and_lists_every_problem_with_file_and_line(tm
 def test_check_reports_config_problems_with_path_and_line(tmp_path: Path) -> None:
     path = tmp_path / "bad.yml"
     path.write_text("rules:\n  - subscribe: {topic: t, qos: 2}\n    function: {name: ghost}\n"
-                    "    publish: {topic: t/out}\nfunctions:\n  - name: f\n    runtime: sql\n    handler: select *\n")
+                    "    publish: {topic: 't/{2}'}\nfunctions:\n  - name: f\n    runtime: sql\n    handler: select *\n")
     done = edgefn("check", str(path))
     assert done.returncode == 1
-    assert "bad.yml:2: rules[0].subscribe.qos: QoS 2 is not supported yet" in done.stderr
     assert "bad.yml:3: rules[0].function.name: no function named 'ghost'" in done.stderr
+    assert "bad.yml:4: rules[0].publish.topic: {2} names level 2, but the subscription's topics have 1 level" \
+        in done.stderr
 
 
 def test_check_without_node_names_what_to_install(tmp_path: Path) -> None:

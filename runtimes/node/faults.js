@@ -42,6 +42,7 @@ const CODES = Object.freeze({
   'Runtime.Unavailable': UNAVAILABLE,
   'Runtime.Unknown': UNKNOWN,
   'Runtime.FunctionNotFound': NOT_FOUND,
+  'Runtime.InvalidTopic': FAILED_PRECONDITION,
 });
 
 /** A failed call: the user's error or a runtime fault, ready for the wire. */

@@ -189,6 +189,7 @@ class Dispatcher {
     return {
       messageQOS: message.QOS,
       messageTopic: message.Topic,
+      messageRetain: message.Retain === true,
       messageTimestamp: Number(message.Timestamp),
       functionName: message.FunctionName || this.name,
       functionInvokeID: invokeId,

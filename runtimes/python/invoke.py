@@ -1,8 +1,8 @@
 """Calling a Python handler with one FunctionMessage (SPEC §5).
 
 event: empty payload → ``{}``; JSON → that value (scalars too); else the raw
-bytes. context: messageQOS, messageTopic, messageTimestamp, functionName,
-functionInvokeID, invokeid. result: None/empty bytes → b""; bytes/bytearray
+bytes. context: messageQOS, messageTopic, messageRetain, messageTimestamp,
+functionName, functionInvokeID, invokeid. result: None/empty bytes → b""; bytes/bytearray
 as they are; anything else → JSON (strings too), or
 ``Runtime.UnserializableResult``. A user exception becomes a Fault named
 after its class, with the user's frames only.
@@ -94,6 +94,7 @@ class _Call:
         context: dict[str, object] = {
             "messageQOS": request.QOS,
             "messageTopic": request.Topic,
+            "messageRetain": request.Retain,
             "messageTimestamp": request.Timestamp,
             "functionName": request.FunctionName or self._name,
             "functionInvokeID": invoke_id,

@@ -265,11 +265,11 @@ BAD = [
     ("rules:\n  - subscribe: {topic: t}\n    function: {name: g}\n    publish: {topic: o}\n",
      "rules[0].function.name", 3, "no function named 'g' in functions (defined: f)"),
     ("rules:\n  - subscribe: {topic: t}\n    function: {name: f}\n",
-     "rules[0].publish", 2, "missing; expected a mapping like {topic: a/b, qos: 1}"),
-    ("rules:\n  - subscribe: {topic: t, qos: 2}\n    function: {name: f}\n    publish: {topic: o}\n",
-     "rules[0].subscribe.qos", 2, "QoS 2 is not supported yet"),
+     "rules[0].publish", 2, "missing; expected a mapping like {topic: devices/{2}/reply, qos: 1"),
+    ("rules:\n  - subscribe: {topic: t, qos: 3}\n    function: {name: f}\n    publish: {topic: o}\n",
+     "rules[0].subscribe.qos", 2, "must be between 0 and 2, got 3"),
     ("rules:\n  - subscribe: {topic: t}\n    function: {name: f}\n    publish: {topic: o, qos: one}\n",
-     "rules[0].publish.qos", 4, "expected a whole number at least 0, got 'one'"),
+     "rules[0].publish.qos", 4, "expected a whole number between 0 and 2, got 'one'"),
     ("rules:\n  - subscribe: {topic: 'a/b#'}\n    function: {name: f}\n    publish: {topic: o}\n",
      "rules[0].subscribe.topic", 2, "'#' must be a whole level and the last one"),
     ("rules:\n  - subscribe: {topic: 'a/b+/c'}\n    function: {name: f}\n    publish: {topic: o}\n",
@@ -313,6 +313,78 @@ def test_a_bad_setting_is_reported_with_its_path_line_and_expectation(
     offset = FN.count("\n")
     assert (problem.path, problem.line) == (path, line + offset)
     assert fragment in problem.message
+
+
+# -- topic templates, retain, QoS 2, presence ------------------------------------------------
+
+def _rule_text(subscribe: str, publish: str, error: str = "") -> str:
+    text = f"rules:\n  - subscribe: {{topic: '{subscribe}'}}\n    function: {{name: f}}\n    publish: {publish}\n"
+    return text + (f"    error: {error}\n" if error else "")
+
+
+BAD_TEMPLATES = [
+    (_rule_text("a/+", "{topic: 'out/{name}'}"), "rules[0].publish.topic", 4, "unknown placeholder {name}"),
+    (_rule_text("a/+", "{topic: 'out/{2'}"), "rules[0].publish.topic", 4, "is not closed"),
+    (_rule_text("a/+", "{topic: 'out/2}'}"), "rules[0].publish.topic", 4, "a lone '}'"),
+    (_rule_text("a/+", "{topic: 'out/{3}'}"), "rules[0].publish.topic", 4,
+     "{3} names level 3, but the subscription's topics have 2 levels"),
+    (_rule_text("$share/g/a/+", "{topic: o}", "{topic: 'e/{3}'}"), "rules[0].error.topic", 5,
+     "the subscription's topics have 2 levels"),
+    (_rule_text("$queue/+", "{topic: 'o/{2}'}"), "rules[0].publish.topic", 4, "have 1 level "),
+    (_rule_text("a/+", "{topic: 'out/{2}/+'}"), "rules[0].publish.topic", 4, "cannot hold the wildcards"),
+    (_rule_text("a/+", "{topic: o, retain: perhaps}"), "rules[0].publish.retain", 4, "expected true or false"),
+    (_rule_text("a", "{topic: o, qos: 3}"), "rules[0].publish.qos", 4, "must be between 0 and 2, got 3"),
+    (_rule_text("a", "{topic: o}", "{topic: e, qos: 3}"), "rules[0].error.qos", 5, "must be between 0 and 2"),
+    (_rule_text("a", "{topic: o}") + "    subscribe2: 1\n", "rules[0].subscribe2", 5, "unknown key"),
+    ("hub: {status: {topic: 'x/{function}'}}\n", "hub.status.topic", 1, "may use {clientid} only"),
+    ("hub: {status: {topic: 'x/{1}'}}\n", "hub.status.topic", 1, "may use {clientid} only"),
+    ("hub: {status: {topic: 'x/#'}}\n", "hub.status.topic", 1, "cannot be published to"),
+    ("hub: {status: {qos: 5}}\n", "hub.status.qos", 1, "must be between 0 and 2"),
+    ("hub: {status: {onlin: x}}\n", "hub.status.onlin", 1, "did you mean 'online'?"),
+]
+
+
+@pytest.mark.parametrize(("text", "path", "line", "fragment"), BAD_TEMPLATES, ids=[c[1] + c[3] for c in BAD_TEMPLATES])
+def test_a_bad_output_topic_or_status_is_reported_with_its_path_and_line(
+    project: Path, text: str, path: str, line: int, fragment: str
+) -> None:
+    problem = only(fail(project, FN + text))
+    assert (problem.path, problem.line) == (path, line + FN.count("\n"))
+    assert fragment in problem.message
+
+
+def test_templates_compile_once_at_load_with_retain_and_qos_2(project: Path) -> None:
+    config = load_config(write(project, FN + _rule_text(
+        "/+/+/status", "{topic: '/{2}/{3}', qos: 2, retain: true}", "{topic: 'err/{topic}', qos: 2}")), {})
+    rule = config.rules[0]
+    assert rule.publish.template is not None and rule.publish.template.max_level == 3
+    assert (rule.publish.qos, rule.publish.retain) == (2, True)
+    assert rule.error is not None and rule.error.template is not None and rule.error.template.uses_topic
+    assert (rule.error.qos, rule.error.retain) == (2, False)
+
+
+def test_a_filter_ending_in_hash_allows_any_level(project: Path) -> None:
+    config = load_config(write(project, FN + _rule_text("a/#", "{topic: 'out/{9}'}")), {})
+    assert config.rules[0].publish.template is not None
+
+
+def test_qos_2_is_allowed_in_subscribe(project: Path) -> None:
+    config = load_config(write(project, FN + "rules:\n  - subscribe: {topic: a, qos: 2}\n"
+                               "    function: {name: f}\n    publish: {topic: o}\n"), {})
+    assert config.rules[0].subscribe.qos == 2
+
+
+def test_hub_status_is_off_by_default_and_has_defaults_when_on(project: Path) -> None:
+    assert load_config(write(project, FN), {}).hub.status is None
+    status = load_config(write(project, FN + "hub: {status: {}}\n"), {}).hub.status
+    assert status is not None
+    assert (status.topic_for("edge-1"), status.online, status.offline, status.qos, status.retain) == (
+        "edgefn/edge-1/status", b'{"status":"connected"}', b'{"status":"disconnected"}', 0, True)
+    custom = load_config(write(project, FN + "hub:\n  status:\n    topic: 'presence/{clientid}'\n"
+                               "    online: up\n    offline: down\n    qos: 2\n    retain: false\n"), {}).hub.status
+    assert custom is not None
+    assert (custom.topic_for("c"), custom.online, custom.offline, custom.qos, custom.retain) == (
+        "presence/c", b"up", b"down", 2, False)
 
 
 FUNCTION_HEAD = "functions:\n  - name: f\n    runtime: python\n    handler: index.handler\n    codedir: fn\n"
@@ -370,7 +442,7 @@ def test_every_problem_is_reported_at_once_in_line_order(project: Path) -> None:
     text = FN + (
         "    instance: {max: 101}\n"
         "rules:\n"
-        "  - subscribe: {topic: t, qos: 2}\n"
+        "  - subscribe: {topic: t, qos: 3}\n"
         "    function: {name: nope}\n"
         "    publish: {topic: 'o/#'}\n"
         "logger: {level: loud}\n"

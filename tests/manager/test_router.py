@@ -28,6 +28,7 @@ pytestmark = pytest.mark.timeout(10)
     ("t", "t", True), ("t", "t/x", False), ("t/+", "t/x", True), ("t/+", "t/x/y", False),
     ("t/#", "t", True), ("t/#", "t/x/y", True), ("+/x", "a/x", True), ("#", "a/b", True),
     ("#", "$SYS/x", False), ("+/x", "$SYS/x", False), ("$share/g/t/+", "t/x", True), ("a/b", "a/c", False),
+    ("$queue/t/+", "t/x", True), ("$queue/t/+", "t/x/y", False),
 ])
 def test_topic_filters_match_like_mqtt(pattern: str, topic: str, matches: bool) -> None:
     assert topic_matches(pattern, topic) is matches
@@ -58,29 +59,33 @@ class Hub:
     def __init__(self, fail: bool = False) -> None:
         self.published: list[tuple[str, bytes, int]] = []
         self.acked: list[int] = []
+        self.retained: list[bool] = []
         self.fail = fail
 
-    async def publish(self, topic: str, payload: bytes, qos: int) -> None:
+    async def publish(self, topic: str, payload: bytes, qos: int, *, retain: bool = False) -> None:
         if self.fail:
             raise HubDisconnected("gone")
         self.published.append((topic, payload, qos))
+        self.retained.append(retain)
 
     def ack(self, delivery: Delivery) -> None:
         self.acked.append(delivery.mid)
 
 
-def rule(retry: int = 3) -> RuleConfig:
-    return RuleConfig(clientid=None, subscribe=TopicConfig("in/#", 1), function="f",
-                      publish=TopicConfig("out", 1), error=TopicConfig("err", 0), retry_max=retry)
+def rule(retry: int = 3, publish: TopicConfig | None = None, error: TopicConfig | None = None,
+         subscribe: str = "in/#") -> RuleConfig:
+    return RuleConfig(clientid=None, subscribe=TopicConfig(subscribe, 1), function="f",
+                      publish=publish or TopicConfig("out", 1), error=error or TopicConfig("err", 0),
+                      retry_max=retry)
 
 
 def delivery(mid: int, qos: int = 1, topic: str = "in/a") -> Delivery:
     return Delivery(topic, b"{}", qos, False, mid, 1, time.time())
 
 
-async def routed(runner: Runner, hub: Hub, *deliveries: Delivery, retry: int = 3) -> Router:
+async def routed(runner: Runner, hub: Hub, *deliveries: Delivery, retry: int = 3, **rule_fields: object) -> Router:
     stats = Metrics().function("f")
-    router = Router([Route(rule(retry), {"f": runner}, stats)], name="test")
+    router = Router([Route(rule(retry, **rule_fields), {"f": runner}, stats)], name="test")  # type: ignore[arg-type]
     router.hub = hub  # type: ignore[assignment]
     for item in deliveries:
         router.on_message(item)
@@ -147,6 +152,16 @@ async def test_after_close_deliveries_are_left_unacked() -> None:
     assert runner.calls == [] and hub.acked == []
 
 
+async def test_after_close_a_qos2_delivery_is_still_taken_since_the_broker_will_not_resend_it() -> None:
+    runner, hub = Runner([b"x"]), Hub()
+    router = Router([Route(rule(), {"f": runner}, Metrics().function("f"))], name="test")
+    router.hub = hub  # type: ignore[assignment]
+    router.close()
+    router.on_message(delivery(12, qos=2))
+    await router.drain(5)
+    assert hub.published == [("out", b"x", 1)] and hub.acked == [12]
+
+
 async def test_a_function_reloaded_away_answers_with_an_envelope_and_acks() -> None:
     hub = Hub()
     router = Router([Route(rule(), {}, Metrics().function("f"))], name="test")
@@ -155,3 +170,80 @@ async def test_a_function_reloaded_away_answers_with_an_envelope_and_acks() -> N
     await router.drain(5)
     ((topic, body, _),) = hub.published
     assert topic == "err" and b"Runtime.FunctionNotFound" in body and hub.acked == [9]
+
+
+# -- topic templates, retain, QoS 2 ---------------------------------------------------------
+
+async def test_publish_topic_is_rendered_from_the_input_topic_function_and_clientid() -> None:
+    hub = Hub()
+    await routed(Runner([b"r"]), hub, delivery(1, topic="/owner/udid/status"), subscribe="/+/+/status",
+                 publish=TopicConfig("/{2}/{3}/{function}/{clientid}/{{x}}", 1))
+    assert hub.published == [("/owner/udid/f/test/{x}", b"r", 1)] and hub.acked == [1]
+
+
+async def test_a_missing_level_is_not_published_and_an_invalid_topic_envelope_goes_to_the_error_topic() -> None:
+    runner, hub = Runner([b"never"]), Hub()
+    router = await routed(runner, hub, delivery(2, topic="in"), publish=TopicConfig("out/{3}", 1),
+                          error=TopicConfig("err/{function}", 1))
+    ((topic, body, qos),) = hub.published
+    assert (topic, qos) == ("err/f", 1) and b'"errorType":"Runtime.InvalidTopic"' in body
+    assert b"names level 3" in body and runner.calls == [] and hub.acked == [2]
+    assert router.unmatched == 0
+
+
+@pytest.mark.parametrize("topic", ["in/+/x", "in/#", "in/a\0b"])
+async def test_a_rendered_topic_with_a_wildcard_or_nul_is_not_published(topic: str) -> None:
+    hub = Hub()
+    await routed(Runner([b"never"]), hub, delivery(3, topic=topic), publish=TopicConfig("out/{topic}", 1))
+    ((target, body, _),) = hub.published
+    assert target == "err" and b"Runtime.InvalidTopic" in body and hub.acked == [3]
+
+
+async def test_an_empty_rendered_topic_is_not_published() -> None:
+    hub = Hub()
+    await routed(Runner([b"never"]), hub, delivery(4, topic="/x"), subscribe="+/x", publish=TopicConfig("{1}", 1))
+    ((target, body, _),) = hub.published
+    assert target == "err" and b"it is empty" in body
+
+
+async def test_when_the_error_topic_cannot_render_either_the_input_is_counted_and_acked() -> None:
+    hub = Hub()
+    stats = Metrics().function("f")
+    bad = rule(publish=TopicConfig("out/{3}", 1), error=TopicConfig("err/{3}", 1))
+    router = Router([Route(bad, {"f": Runner([])}, stats)], name="test")
+    router.hub = hub  # type: ignore[assignment]
+    router.on_message(delivery(5, topic="in/a"))
+    await router.drain(5)
+    assert hub.published == [] and hub.acked == [5] and stats.invalid_topics == 1
+
+
+async def test_retain_flags_follow_publish_retain_and_error_retain() -> None:
+    hub = Hub()
+    await routed(Runner([b"ok", Fault("TypeError", "bad")]), hub, delivery(6), delivery(7),
+                 publish=TopicConfig("out", 1, retain=True), error=TopicConfig("err", 1, retain=False))
+    assert sorted(zip([t for t, _, _ in hub.published], hub.retained)) == [("err", False), ("out", True)]
+
+
+async def test_the_context_hears_that_an_input_came_retained() -> None:
+    runner = Runner([b""])
+    await routed(runner, Hub(), Delivery("in/a", b"{}", 1, True, 8, 1, time.time()))
+    assert runner.calls[0].retain is True
+
+
+@pytest.mark.parametrize(("given", "configured", "used"), [(2, 2, 2), (2, 1, 1), (1, 2, 1), (0, 2, 0)])
+async def test_output_qos_is_the_lower_of_input_and_configured_qos_2_included(
+    given: int, configured: int, used: int
+) -> None:
+    hub = Hub()
+    await routed(Runner([b"r"]), hub, delivery(9, qos=given), publish=TopicConfig("out", configured))
+    assert hub.published == [("out", b"r", used)]
+    assert hub.acked == ([9] if given else [])
+
+
+async def test_a_delivery_no_rule_wants_is_counted_logged_once_per_topic_and_acked(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    hub = Hub()
+    router = await routed(Runner([]), hub, delivery(10, topic="else/x"), delivery(11, topic="else/x"))
+    assert router.unmatched == 2 and hub.acked == [10, 11]
+    assert sum("matches no rule" in record.message for record in caplog.records) == 1

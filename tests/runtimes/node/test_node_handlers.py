@@ -82,12 +82,15 @@ def test_context_carries_the_message_fields(node_runtime: Any) -> None:
     assert seen["context"] == {
         "messageQOS": 1,
         "messageTopic": "a/b",
+        "messageRetain": False,
         "messageTimestamp": 1795285009,
         "functionName": "js_styles",
         "functionInvokeID": "inv-1",
         "invokeid": "inv-1",
     }
     assert seen["timestampType"] == "number"
+    retained = json.loads(instance.call(b"{}", QOS=2, Retain=True).Payload)["context"]
+    assert (retained["messageRetain"], retained["messageQOS"]) == (True, 2)
     # An empty FunctionName falls back to the runtime's --name.
     assert json.loads(instance.call(b"{}", FunctionName="").Payload)["context"]["functionName"] == "js_styles"
 

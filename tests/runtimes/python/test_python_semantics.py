@@ -48,9 +48,16 @@ async def test_context_carries_the_message_fields(spawn) -> None:
         b"{}", ID=7, QOS=1, Topic="t/1", Timestamp=1795285009, FunctionName="echo", FunctionInvokeID="inv-1"
     )
     assert orjson.loads(reply.Payload)["context"] == {
-        "messageQOS": 1, "messageTopic": "t/1", "messageTimestamp": 1795285009,
+        "messageQOS": 1, "messageTopic": "t/1", "messageRetain": False, "messageTimestamp": 1795285009,
         "functionName": "echo", "functionInvokeID": "inv-1", "invokeid": "inv-1",
     }
+
+
+async def test_context_message_retain_says_the_input_came_retained(spawn) -> None:
+    runtime = await spawn("echo")
+    reply = await runtime.call(b"{}", QOS=2, Topic="t/1", Retain=True)
+    context = orjson.loads(reply.Payload)["context"]
+    assert (context["messageRetain"], context["messageQOS"]) == (True, 2)
 
 
 async def test_context_function_name_falls_back_to_the_runtime_name(spawn) -> None:
