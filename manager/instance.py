@@ -333,6 +333,7 @@ class Instance:
             FunctionName=call.function,
             FunctionInvokeID=call.invoke_id,
             Sequence=sequence,
+            ScheduledTime=call.scheduled_time,
         )
 
     async def _call_unary(self, call: Call, timeout: float) -> bytes:

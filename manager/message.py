@@ -18,7 +18,9 @@ ENVELOPE_PAYLOAD_MAX = 1024
 class Call:
     """One invocation of a function: Baetyl's FunctionMessage fields.
 
-    ``timestamp`` is unix seconds at receipt; ``invoke_id`` is kept across retries.
+    ``timestamp`` is unix seconds at receipt (a scheduled call's nominal fire
+    time); ``invoke_id`` is kept across retries; ``scheduled_time`` is set only
+    on a scheduled call (RFC 3339 in the schedule's zone).
     """
 
     id: int
@@ -28,6 +30,7 @@ class Call:
     timestamp: int
     function: str
     invoke_id: str
+    scheduled_time: str = ""
 
     def function_message(self, *, payload_max: int | None = None) -> dict[str, object]:
         """The input as the envelope's ``functionMessage`` (Baetyl's names, base64 payload)."""

@@ -7,7 +7,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class FunctionMessage(_message.Message):
-    __slots__ = ("ID", "QOS", "Topic", "Payload", "Timestamp", "FunctionName", "FunctionInvokeID", "Sequence", "Code", "Error", "Batch")
+    __slots__ = ("ID", "QOS", "Topic", "Payload", "Timestamp", "FunctionName", "FunctionInvokeID", "Sequence", "Code", "Error", "Batch", "ScheduledTime")
     ID_FIELD_NUMBER: _ClassVar[int]
     QOS_FIELD_NUMBER: _ClassVar[int]
     TOPIC_FIELD_NUMBER: _ClassVar[int]
@@ -19,6 +19,7 @@ class FunctionMessage(_message.Message):
     CODE_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     BATCH_FIELD_NUMBER: _ClassVar[int]
+    SCHEDULEDTIME_FIELD_NUMBER: _ClassVar[int]
     ID: int
     QOS: int
     Topic: str
@@ -30,4 +31,5 @@ class FunctionMessage(_message.Message):
     Code: int
     Error: str
     Batch: _containers.RepeatedCompositeFieldContainer[FunctionMessage]
-    def __init__(self, ID: _Optional[int] = ..., QOS: _Optional[int] = ..., Topic: _Optional[str] = ..., Payload: _Optional[bytes] = ..., Timestamp: _Optional[int] = ..., FunctionName: _Optional[str] = ..., FunctionInvokeID: _Optional[str] = ..., Sequence: _Optional[int] = ..., Code: _Optional[int] = ..., Error: _Optional[str] = ..., Batch: _Optional[_Iterable[_Union[FunctionMessage, _Mapping]]] = ...) -> None: ...
+    ScheduledTime: str
+    def __init__(self, ID: _Optional[int] = ..., QOS: _Optional[int] = ..., Topic: _Optional[str] = ..., Payload: _Optional[bytes] = ..., Timestamp: _Optional[int] = ..., FunctionName: _Optional[str] = ..., FunctionInvokeID: _Optional[str] = ..., Sequence: _Optional[int] = ..., Code: _Optional[int] = ..., Error: _Optional[str] = ..., Batch: _Optional[_Iterable[_Union[FunctionMessage, _Mapping]]] = ..., ScheduledTime: _Optional[str] = ...) -> None: ...
