@@ -1,5 +1,8 @@
 """Routing: a delivery from the hub → the rules it matches → a call → publish → ack (SPEC §6).
 
+A scheduled rule's fire (:meth:`Router.fire`) joins the same path at the call:
+same runner lookup, retries, results and envelopes, on the rule's connection.
+
 One Router serves one hub connection (one clientid) and the rules on it. QoS 1
 inputs are acknowledged only after every output they caused was accepted by the
 hub (or when there was nothing to publish), so a crash anywhere loses nothing:
@@ -142,8 +145,19 @@ class Router:
         self._idle.clear()
         task.add_done_callback(self._finished)
 
+    def fire(self, route: Route, call: Call) -> None:
+        """Run a scheduled rule's ``call`` as its own task, drained on shutdown like a delivery."""
+        if self._closed:
+            log.warning("%s: %s: a scheduled call came while stopping; not run", self.name, route.rule.function)
+            return
+        task = asyncio.create_task(self._call(route, call), name=f"{self.name}:fire")
+        self._tasks.add(task)
+        self._idle.clear()
+        task.add_done_callback(self._finished)
+
     def _match(self, topic: str) -> list[Route]:
-        routes = [route for route in self._routes if topic_matches(route.rule.subscribe.topic, topic)]
+        routes = [route for route in self._routes
+                  if route.rule.subscribe is not None and topic_matches(route.rule.subscribe.topic, topic)]
         if len(self._matches) >= MATCH_CACHE_MAX:
             self._matches.clear()
         self._matches[topic] = routes
@@ -179,6 +193,11 @@ class Router:
             function=rule.function,
             invoke_id=str(uuid.uuid4()),
         )
+        return await self._call(route, call)
+
+    async def _call(self, route: Route, call: Call) -> bool:
+        """Run ``call`` (retrying what may be retried) and publish its outcome with QoS ≤ ``call.qos``."""
+        rule = route.rule
         attempts = 0
         while True:
             attempts += 1
@@ -188,21 +207,22 @@ class Router:
             except Fault as fault:
                 if fault.retriable and attempts < rule.retry_max and not self._closed:
                     continue
-                return await self._publish_fault(delivery, route, runner, call, fault, attempts)
+                return await self._publish_fault(route, runner, call, fault, attempts)
             if not result:
                 return True
-            return await self._publish(rule.publish.topic, result, min(delivery.qos, rule.publish.qos))
+            return await self._publish(rule.publish.topic, result, min(call.qos, rule.publish.qos))
 
     async def _publish_fault(
-        self, delivery: Delivery, route: Route, runner: Runner | Gone, call: Call, fault: Fault, attempts: int
+        self, route: Route, runner: Runner | Gone, call: Call, fault: Fault, attempts: int
     ) -> bool:
         rule = route.rule
         target = rule.error or rule.publish
         log.warning(
-            "%s: %s failed on %s: %s: %s", self.name, rule.function, delivery.topic, fault.error_type, fault.message
+            "%s: %s failed on %s: %s: %s", self.name, rule.function, call.topic or "a schedule",
+            fault.error_type, fault.message,
         )
         body = envelope(call, fault, runtime=runner.runtime, attempts=attempts, payload_max=runner.message_max)
-        return await self._publish(target.topic, body, min(delivery.qos, target.qos))
+        return await self._publish(target.topic, body, min(call.qos, target.qos))
 
     async def _publish(self, topic: str, payload: bytes, qos: int) -> bool:
         assert self.hub is not None
