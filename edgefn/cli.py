@@ -1,4 +1,4 @@
-"""The ``edgefn`` command: run, dev, check, call, runtime (SPEC §2).
+"""The ``edgefn`` command: run, dev, check, call, schedule, runtime (SPEC §2).
 
 Imports are deferred to each command so that ``edgefn runtime …`` starts fast.
 """
@@ -45,6 +45,9 @@ def _parser() -> argparse.ArgumentParser:
     from edgefn.manager.call import add_parser as add_call
 
     add_call(commands)
+    from edgefn.manager.preview import add_parser as add_schedule
+
+    add_schedule(commands)
     commands.add_parser("runtime", help="run one runtime instance: edgefn runtime python|node|sql --help")
     return parser
 
