@@ -125,7 +125,7 @@ class Scheduler:
             if entry.after - now > _SET_BACK:  # the clock was set back: go by the new time
                 entry.after = now
             nominal = self._next(entry)
-            if nominal is not None and nominal <= now:
+            if nominal is not None and nominal.astimezone(timezone.utc) <= now:
                 entry.after = now  # whatever was missed meanwhile is not replayed
                 late = (now - nominal).total_seconds() > LATE_AFTER
                 try:
@@ -134,7 +134,7 @@ class Scheduler:
                     log.exception("rules[%d]: the fire at %s failed", entry.rule.index, nominal)
                 nominal = self._next(entry)
             if nominal is not None and (earliest is None or nominal < earliest):
-                earliest = nominal
+                earliest = nominal.astimezone(timezone.utc)
         if earliest is None:
             return MAX_SLEEP
         return min(MAX_SLEEP, max(0.0, (earliest - self._now()).total_seconds()))
