@@ -98,7 +98,9 @@ class Scheduler:
             if rule.schedule is None:
                 continue
             old = self._entries.get(_key(rule))
-            entries[_key(rule)] = _Entry(rule, now, now) if old is None else replace(old, rule=rule)
+            # An every counts from a whole second: its fire times (and time windows) stay round.
+            anchor = now.replace(microsecond=0)
+            entries[_key(rule)] = _Entry(rule, anchor, now) if old is None else replace(old, rule=rule)
         self._entries = entries
         self._changed.set()
 
