@@ -62,7 +62,7 @@ def read_scheduled(rule: Section, now: datetime | None = None) -> Scheduled | No
         return None
     schedule = _schedule(value, now or datetime.now(timezone.utc))
     time_filter = _time_filter(rule.get("time_filter"))
-    payload = _payload(rule.get("payload"), time_filter is not None or rule.get("time_filter") is not None)
+    payload = _payload(rule.get("payload"), filtered=rule.get("time_filter") is not None)
     if schedule is None or payload is None:
         return None
     return Scheduled(schedule, time_filter, payload)
@@ -222,13 +222,14 @@ def _time_filter(value: Value | None) -> TimeFilter | None:
         return None
     start = section.require("start_param", "the event key for the window's start, like from")
     end = section.require("end_param", "the event key for the window's end, like to")
+    forecast = section.get("forecast")
     fields = {
         "start_param": start.string() if start is not None else None,
         "end_param": end.string() if end is not None else None,
         "format": _lower_choice(section.get("format"), FORMATS, "rfc3339"),
         "interval": _lower_choice(section.get("interval"), tuple(INTERVALS), "hour"),
         "value": _optional_int(section, "value", 1, 1_000_000, 1),
-        "forecast": section.get("forecast").boolean() if section.get("forecast") is not None else False,  # type: ignore[union-attr]
+        "forecast": forecast.boolean() if forecast is not None else False,
     }
     if any(field is None for field in fields.values()):
         return None

@@ -101,6 +101,10 @@ class Scheduler:
             # An every counts from a whole second: its fire times (and time windows) stay round.
             anchor = now.replace(microsecond=0)
             entries[_key(rule)] = _Entry(rule, anchor, now) if old is None else replace(old, rule=rule)
+            if old is None:
+                first = rule.schedule.next_fire(now, anchor)
+                log.info("rules[%d] (%s): %s; next fire %s", rule.index, rule.function, rule.schedule.describe(),
+                         rfc3339(first) if first is not None else "never")
         self._entries = entries
         self._changed.set()
 
