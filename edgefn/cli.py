@@ -1,4 +1,4 @@
-"""The ``edgefn`` command: run, dev, check, call, import-baetyl, runtime (SPEC §2).
+"""The ``edgefn`` command: run, dev, check, call, schedule, import-baetyl, runtime (SPEC §2).
 
 Imports are deferred to each command so that ``edgefn runtime …`` starts fast.
 """
@@ -48,6 +48,10 @@ def _parser() -> argparse.ArgumentParser:
     from edgefn.manager.baetyl import add_parser as add_import_baetyl
 
     add_import_baetyl(commands)
+
+    from edgefn.manager.preview import add_parser as add_schedule
+
+    add_schedule(commands)
     commands.add_parser("runtime", help="run one runtime instance: edgefn runtime python|node|sql --help")
     return parser
 

@@ -2,8 +2,9 @@
 
 Start order: embedded broker (if no hub.address) → function runners (``min``
 instances warm) → gRPC server (if configured) → one hub connection per
-clientid, each subscribed to its rules → ``edgefn ready``. Stop order is the
-reverse, with a deadline: stop taking messages, let deliveries in flight finish
+clientid, each subscribed to its rules → the scheduler (scheduled rules) →
+``edgefn ready``. Stop order is the reverse, with a deadline: stop the
+scheduler and taking messages, let deliveries and fires in flight finish
 within ``shutdown.timeout``, cancel what is left (logged), disconnect, stop the
 runtimes.
 
@@ -21,6 +22,7 @@ import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
+from datetime import datetime
 from pathlib import Path
 
 from edgefn.manager import logs
@@ -30,6 +32,7 @@ from edgefn.manager.hub import Hub, HubError
 from edgefn.manager.metrics import Metrics
 from edgefn.manager.router import Route, Router
 from edgefn.manager.runners import ReloadError, RunnerTable
+from edgefn.manager.scheduler import Scheduler, scheduled_call
 from edgefn.manager.server import FunctionServer
 
 __all__ = ["Manager", "ReloadError"]
@@ -63,6 +66,8 @@ class Manager:
         self.connections: dict[str, tuple[Hub, Router]] = {}
         self.server: FunctionServer | None = None
         self._broker: EmbeddedBroker | None = None
+        self.scheduler = Scheduler(self._fire)
+        self._scheduling: asyncio.Task[None] | None = None
 
     async def run(self, stop: asyncio.Event, ready: Callable[[], None] | None = None) -> None:
         """Run until ``stop`` is set, then shut down gracefully."""
@@ -76,6 +81,8 @@ class Manager:
             await self._start_server()
             stack.push_async_callback(self._disconnect_all)
             await self._connect_all()
+            stack.push_async_callback(self._stop_scheduler)
+            self._start_scheduler()
             status = asyncio.create_task(self.metrics.log_status(STATUS_INTERVAL), name="status")
             stack.callback(status.cancel)
             log.info("edgefn ready")
@@ -83,6 +90,7 @@ class Manager:
                 ready()
             await stop.wait()
             log.info("stopping: draining work in flight (up to %gs)", self.config.shutdown.timeout)
+            await self._stop_scheduler()  # no new fire while the rest drains
             await self._drain_all(self.config.shutdown.timeout)
 
     # -- broker and server -----------------------------------------------------
@@ -130,7 +138,33 @@ class Manager:
         await hub.__aenter__()
         self.connections[clientid] = (hub, router)
         for rule in rules:
-            await hub.subscribe(rule.subscribe.topic, rule.subscribe.qos)
+            if rule.subscribe is not None:  # a scheduled rule only publishes on the connection
+                await hub.subscribe(rule.subscribe.topic, rule.subscribe.qos)
+
+    # -- schedules ---------------------------------------------------------------
+
+    def _start_scheduler(self) -> None:
+        self.scheduler.update(self.config.rules)
+        self._scheduling = asyncio.create_task(self.scheduler.run(), name="scheduler")
+
+    async def _stop_scheduler(self) -> None:
+        if self._scheduling is not None:
+            self._scheduling.cancel()
+            await asyncio.gather(self._scheduling, return_exceptions=True)
+            self._scheduling = None
+
+    def _fire(self, rule: RuleConfig, nominal: datetime, late: bool) -> None:
+        """A scheduled rule is due: its call goes through the router of the rule's connection."""
+        stats = self.metrics.function(rule.function)
+        stats.fired(rule.index, late)
+        if late:
+            log.warning("rules[%d]: the fire due at %s ran late", rule.index, nominal.isoformat())
+        connection = self.connections.get(rule.clientid or self.config.hub.clientid)
+        if connection is None:  # a hub change is reconnecting everything right now
+            log.warning("rules[%d]: no connection to publish on; the fire at %s is skipped",
+                        rule.index, nominal.isoformat())
+            return
+        connection[1].fire(Route(rule, self.runners, stats), scheduled_call(rule, nominal))
 
     async def _drain_all(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -193,6 +227,7 @@ class Manager:
             await self._connect_all()
         else:
             await self._rewire(old, new)
+        self.scheduler.update(new.rules)
         await self._reconfigure_server(old, new)
         if new.logger != old.logger:
             logs.configure(new.logger)
@@ -209,8 +244,8 @@ class Manager:
             if before.get(clientid) == rules:
                 continue
             hub, router = self.connections[clientid]
-            was = {rule.subscribe.topic: rule.subscribe.qos for rule in before.get(clientid, [])}
-            now = {rule.subscribe.topic: rule.subscribe.qos for rule in rules}
+            was = {rule.subscribe.topic: rule.subscribe.qos for rule in before.get(clientid, []) if rule.subscribe}
+            now = {rule.subscribe.topic: rule.subscribe.qos for rule in rules if rule.subscribe}
             for topic in was.keys() - now.keys():
                 await hub.unsubscribe(topic)  # first: the broker stops sending before the rule goes
             router.replace_routes(self._routes(rules))
@@ -218,7 +253,7 @@ class Manager:
                 if was.get(topic) != qos:
                     await hub.subscribe(topic, qos)
         for clientid in before.keys() - after.keys():
-            await self._close(clientid, {rule.subscribe.topic for rule in before[clientid]})
+            await self._close(clientid, {rule.subscribe.topic for rule in before[clientid] if rule.subscribe})
 
     async def _unsubscribe_stale(self, old: Config, new: Config) -> None:
         """Before a hub change disconnects every rule: drop the subscriptions ``new`` no longer has.
@@ -231,8 +266,8 @@ class Manager:
             if clientid not in self.connections:
                 continue
             hub = self.connections[clientid][0]
-            wanted = {rule.subscribe.topic for rule in after.get(clientid, [])}
-            for topic in {rule.subscribe.topic for rule in rules} - wanted:
+            wanted = {rule.subscribe.topic for rule in after.get(clientid, []) if rule.subscribe}
+            for topic in {rule.subscribe.topic for rule in rules if rule.subscribe} - wanted:
                 with contextlib.suppress(HubError):
                     await hub.unsubscribe(topic)
 

@@ -280,6 +280,7 @@ def _message(call: Call, sequence: int = 0) -> function_pb2.FunctionMessage:
         FunctionInvokeID=call.invoke_id,
         Sequence=sequence,
         Retain=call.retain,
+        ScheduledTime=call.scheduled_time,
     )
 
 

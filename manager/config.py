@@ -26,6 +26,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .topics import Template, TemplateError, compile_template
+from .schedule import Schedule
+from .timefilter import TimeFilter
 from .units import parse_duration, parse_size
 from .yamldoc import ConfigError, Document, Problem, Value, compose
 
@@ -142,15 +144,18 @@ class TopicConfig:
 
 @dataclass(frozen=True)
 class RuleConfig:
-    """subscribe → function → publish (errors to ``error`` when set, else ``publish``)."""
+    """subscribe (or schedule) → function → publish (errors to ``error`` when set, else ``publish``)."""
 
     clientid: str | None  # None → hub.clientid
-    subscribe: TopicConfig
+    subscribe: TopicConfig | None  # None: a scheduled rule
     function: str  # the function's name
     publish: TopicConfig
     error: TopicConfig | None = None
     retry_max: int = 3  # total attempts, ≥ 1
     index: int = 0  # position in rules[], for messages
+    schedule: Schedule | None = None  # set exactly when subscribe is None
+    time_filter: TimeFilter | None = None
+    payload: bytes = b"{}"  # a scheduled call's event base, as JSON
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from .config import (
 )
 from .runners import KINDS, RuntimeKind, alias
 from .topics import CLIENTID, Template, TemplateError, compile_template, filter_depth, invalid_topic
+from .config_schedule import read_scheduled
 from .yamldoc import Section, Value, is_null
 
 # Keys Baetyl's function manager puts on the function, edgefn under instance.
@@ -215,7 +216,7 @@ def _file(value: Value) -> Path | None:
 
 # -- rules --------------------------------------------------------------------------------
 
-_RULE_KEYS = ("clientid", "subscribe", "function", "publish", "error", "retry")
+_RULE_KEYS = ("clientid", "subscribe", "function", "publish", "error", "retry", "schedule", "time_filter", "payload")
 _TOPIC_EXAMPLE = "{topic: a/b, qos: 1}"
 
 
@@ -224,7 +225,8 @@ def _rule(item: Value, index: int, declared: Mapping[str, Value]) -> RuleConfig 
                                             "publish: {topic: t/out}}")
     if rule is None:
         return None
-    subscribe = _topic(rule, "subscribe", "a topic filter to subscribe to", required=True)
+    scheduled = read_scheduled(rule)  # also reports subscribe and schedule both or neither
+    subscribe = _topic(rule, "subscribe", "a topic filter to subscribe to", required=False)
     function = _function_name(rule, declared)
     depth = filter_depth(subscribe.topic) if subscribe is not None else None
     publish = _output(rule, "publish", "a topic to publish results to", depth, required=True)
@@ -232,8 +234,11 @@ def _rule(item: Value, index: int, declared: Mapping[str, Value]) -> RuleConfig 
     retry = rule.section("retry", ("max",), example="{max: 3}")
     retry_max = _get(retry, "max", lambda value: value.integer(1), 3)
     clientid = _get(rule, "clientid", Value.string, None)
-    if subscribe is None or function is None or publish is None:
+    if (subscribe is None and scheduled is None) or function is None or publish is None:
         return None
+    if scheduled is not None:
+        return RuleConfig(clientid, None, function, publish, error, retry_max, index,
+                          scheduled.schedule, scheduled.time_filter, scheduled.payload)
     return RuleConfig(clientid, subscribe, function, publish, error, retry_max, index)
 
 

@@ -18,8 +18,10 @@ ENVELOPE_PAYLOAD_MAX = 1024
 class Call:
     """One invocation of a function: Baetyl's FunctionMessage fields.
 
-    ``timestamp`` is unix seconds at receipt; ``invoke_id`` is kept across retries;
-    ``retain`` tells that the input came as a retained message.
+    ``timestamp`` is unix seconds at receipt (a scheduled call's nominal fire
+    time); ``invoke_id`` is kept across retries; ``retain`` tells that the input
+    came as a retained message; ``scheduled_time`` is set only on a scheduled
+    call (RFC 3339 in the schedule's zone).
     """
 
     id: int
@@ -30,6 +32,7 @@ class Call:
     function: str
     invoke_id: str
     retain: bool = False
+    scheduled_time: str = ""
 
     def function_message(self, *, payload_max: int | None = None) -> dict[str, object]:
         """The input as the envelope's ``functionMessage`` (Baetyl's names, base64 payload)."""

@@ -33,6 +33,8 @@ class FunctionStats:
     start_failures: int = 0  # starts that failed (load error, starttimeout)
     dropped: int = 0  # QoS 0 inputs dropped with the function's queue full
     invalid_topics: int = 0  # envelopes dropped: their error topic did not render to a valid topic
+    fires: dict[int, int] = field(default_factory=dict)  # scheduled rule's index → fires
+    late_fires: dict[int, int] = field(default_factory=dict)  # … of which woke > 1 s after the nominal time
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
     gauges: Callable[[], tuple[int, int, int]] = lambda: (0, 0, 0)
 
@@ -43,8 +45,14 @@ class FunctionStats:
             self.errors += 1
         self.latencies.append(seconds)
 
+    def fired(self, rule: int, late: bool) -> None:
+        """Record one fire of the scheduled rule at ``rules[rule]``."""
+        self.fires[rule] = self.fires.get(rule, 0) + 1
+        if late:
+            self.late_fires[rule] = self.late_fires.get(rule, 0) + 1
+
     def snapshot(self) -> dict[str, float | int | str]:
-        """The counters as a plain dict (latencies as p50/p99 milliseconds)."""
+        """The counters as a plain dict (latencies as p50/p99 milliseconds, fires per rule)."""
         live, busy, queued = self.gauges()
         ordered = sorted(self.latencies)
         return {
@@ -63,6 +71,10 @@ class FunctionStats:
             "invalid_topics": self.invalid_topics,
             "p50_ms": round(_percentile(ordered, 0.50) * 1000, 2),
             "p99_ms": round(_percentile(ordered, 0.99) * 1000, 2),
+            "fires": sum(self.fires.values()),
+            "late_fires": sum(self.late_fires.values()),
+            **{f"rules[{rule}].fires": count for rule, count in sorted(self.fires.items())},
+            **{f"rules[{rule}].late_fires": count for rule, count in sorted(self.late_fires.items())},
         }
 
 

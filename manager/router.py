@@ -1,5 +1,8 @@
 """Routing: a delivery from the hub → the rules it matches → a call → publish → ack (SPEC §6).
 
+A scheduled rule's fire (:meth:`Router.fire`) joins the same path at the call:
+same runner lookup, retries, results and envelopes, on the rule's connection.
+
 One Router serves one hub connection (one clientid) and the rules on it. QoS 1
 inputs are acknowledged only after every output they caused was accepted by the
 hub (or when there was nothing to publish), so a crash anywhere loses nothing:
@@ -65,7 +68,7 @@ class Router:
         self._matches: dict[str, list[Route]] = {}
         self.unmatched = 0  # deliveries no rule wanted (acknowledged, logged once per topic)
         self._unmatched_topics: set[str] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[object]] = set()
         self._closed = False
         self._idle = asyncio.Event()
         self._idle.set()
@@ -100,8 +103,19 @@ class Router:
         self._idle.clear()
         task.add_done_callback(self._finished)
 
+    def fire(self, route: Route, call: Call) -> None:
+        """Run a scheduled rule's ``call`` as its own task, drained on shutdown like a delivery."""
+        if self._closed:
+            log.warning("%s: %s: a scheduled call came while stopping; not run", self.name, route.rule.function)
+            return
+        task = asyncio.create_task(self._call(route, call), name=f"{self.name}:fire")
+        self._tasks.add(task)
+        self._idle.clear()
+        task.add_done_callback(self._finished)
+
     def _match(self, topic: str) -> list[Route]:
-        routes = [route for route in self._routes if topic_matches(route.rule.subscribe.topic, topic)]
+        routes = [route for route in self._routes
+                  if route.rule.subscribe is not None and topic_matches(route.rule.subscribe.topic, topic)]
         if len(self._matches) >= MATCH_CACHE_MAX:
             self._matches.clear()
         self._matches[topic] = routes
@@ -117,7 +131,7 @@ class Router:
                         "(logged once per topic)", self.name, topic)
         self._ack(delivery)
 
-    def _finished(self, task: asyncio.Task[None]) -> None:
+    def _finished(self, task: asyncio.Task[object]) -> None:
         self._tasks.discard(task)
         if not self._tasks:
             self._idle.set()
@@ -148,11 +162,15 @@ class Router:
             invoke_id=str(uuid.uuid4()),
             retain=delivery.retain,
         )
+        return await self._call(route, call)
+
+    async def _call(self, route: Route, call: Call) -> bool:
+        """Run ``call`` (retrying what may be retried) and publish its outcome with QoS ≤ ``call.qos``."""
+        rule = route.rule
         # Rendered once per input, before the call: an output with nowhere to go is not worth a call.
-        topic, problem = self._render(rule.publish, "publish.topic", delivery.topic, rule)
+        topic, problem = self._render(rule.publish, "publish.topic", call.topic, rule)
         if topic is None:
-            return await self._publish_fault(delivery, route, route.runner, call,
-                                             Fault(faults.INVALID_TOPIC, problem or ""), 0)
+            return await self._publish_fault(route, route.runner, call, Fault(faults.INVALID_TOPIC, problem or ""), 0)
         attempts = 0
         while True:
             attempts += 1
@@ -162,10 +180,10 @@ class Router:
             except Fault as fault:
                 if fault.retriable and attempts < rule.retry_max and not self._closed:
                     continue
-                return await self._publish_fault(delivery, route, runner, call, fault, attempts)
+                return await self._publish_fault(route, runner, call, fault, attempts)
             if not result:
                 return True
-            return await self._publish(topic, result, min(delivery.qos, rule.publish.qos), rule.publish.retain)
+            return await self._publish(topic, result, min(call.qos, rule.publish.qos), rule.publish.retain)
 
     def _render(self, target: TopicConfig, key: str, input_topic: str, rule: RuleConfig) -> tuple[str | None, str]:
         """``target``'s topic for this input, or None and why it cannot be published to."""
@@ -186,15 +204,16 @@ class Router:
         return topic, ""
 
     async def _publish_fault(
-        self, delivery: Delivery, route: Route, runner: Runner, call: Call, fault: Fault, attempts: int
+        self, route: Route, runner: Runner, call: Call, fault: Fault, attempts: int
     ) -> bool:
         rule = route.rule
         target = rule.error or rule.publish
         key = "error.topic" if rule.error else "publish.topic"
         log.warning(
-            "%s: %s failed on %s: %s: %s", self.name, rule.function, delivery.topic, fault.error_type, fault.message
+            "%s: %s failed on %s: %s: %s", self.name, rule.function, call.topic or "a schedule",
+            fault.error_type, fault.message,
         )
-        topic, problem = self._render(target, key, delivery.topic, rule)
+        topic, problem = self._render(target, key, call.topic, rule)
         if topic is None:
             # Nowhere to say it either: an unacknowledged input would only come back to the same end.
             route.stats.invalid_topics += 1
@@ -202,7 +221,7 @@ class Router:
                       self.name, rule.function, problem)
             return True
         body = envelope(call, fault, runtime=runner.runtime, attempts=attempts, payload_max=runner.message_max)
-        return await self._publish(topic, body, min(delivery.qos, target.qos), target.retain)
+        return await self._publish(topic, body, min(call.qos, target.qos), target.retain)
 
     async def _publish(self, topic: str, payload: bytes, qos: int, retain: bool) -> bool:
         assert self.hub is not None

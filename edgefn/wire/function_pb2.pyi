@@ -7,7 +7,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class FunctionMessage(_message.Message):
-    __slots__ = ("ID", "QOS", "Topic", "Payload", "Timestamp", "FunctionName", "FunctionInvokeID", "Sequence", "Code", "Error", "Batch", "Retain")
+    __slots__ = ("ID", "QOS", "Topic", "Payload", "Timestamp", "FunctionName", "FunctionInvokeID", "Sequence", "Code", "Error", "Batch", "Retain", "ScheduledTime")
     ID_FIELD_NUMBER: _ClassVar[int]
     QOS_FIELD_NUMBER: _ClassVar[int]
     TOPIC_FIELD_NUMBER: _ClassVar[int]
@@ -20,6 +20,7 @@ class FunctionMessage(_message.Message):
     ERROR_FIELD_NUMBER: _ClassVar[int]
     BATCH_FIELD_NUMBER: _ClassVar[int]
     RETAIN_FIELD_NUMBER: _ClassVar[int]
+    SCHEDULEDTIME_FIELD_NUMBER: _ClassVar[int]
     ID: int
     QOS: int
     Topic: str
@@ -32,4 +33,5 @@ class FunctionMessage(_message.Message):
     Error: str
     Batch: _containers.RepeatedCompositeFieldContainer[FunctionMessage]
     Retain: bool
-    def __init__(self, ID: _Optional[int] = ..., QOS: _Optional[int] = ..., Topic: _Optional[str] = ..., Payload: _Optional[bytes] = ..., Timestamp: _Optional[int] = ..., FunctionName: _Optional[str] = ..., FunctionInvokeID: _Optional[str] = ..., Sequence: _Optional[int] = ..., Code: _Optional[int] = ..., Error: _Optional[str] = ..., Batch: _Optional[_Iterable[_Union[FunctionMessage, _Mapping]]] = ..., Retain: _Optional[bool] = ...) -> None: ...
+    ScheduledTime: str
+    def __init__(self, ID: _Optional[int] = ..., QOS: _Optional[int] = ..., Topic: _Optional[str] = ..., Payload: _Optional[bytes] = ..., Timestamp: _Optional[int] = ..., FunctionName: _Optional[str] = ..., FunctionInvokeID: _Optional[str] = ..., Sequence: _Optional[int] = ..., Code: _Optional[int] = ..., Error: _Optional[str] = ..., Batch: _Optional[_Iterable[_Union[FunctionMessage, _Mapping]]] = ..., Retain: _Optional[bool] = ..., ScheduledTime: _Optional[str] = ...) -> None: ...

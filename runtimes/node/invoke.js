@@ -186,7 +186,7 @@ class Dispatcher {
 
   context(message) {
     const invokeId = message.FunctionInvokeID;
-    return {
+    const context = {
       messageQOS: message.QOS,
       messageTopic: message.Topic,
       messageRetain: message.Retain === true,
@@ -195,6 +195,9 @@ class Dispatcher {
       functionInvokeID: invokeId,
       invokeid: invokeId,
     };
+    // A scheduled call only: its nominal fire time, RFC 3339 in the schedule's zone.
+    if (message.ScheduledTime) context.scheduledTime = message.ScheduledTime;
+    return context;
   }
 
   /**

@@ -2,8 +2,9 @@
 
 event: empty payload → ``{}``; JSON → that value (scalars too); else the raw
 bytes. context: messageQOS, messageTopic, messageRetain, messageTimestamp,
-functionName, functionInvokeID, invokeid. result: None/empty bytes → b""; bytes/bytearray
-as they are; anything else → JSON (strings too), or
+functionName, functionInvokeID, invokeid, and scheduledTime for a scheduled
+call. result: None/empty bytes → b""; bytes/bytearray as they are; anything
+else → JSON (strings too), or
 ``Runtime.UnserializableResult``. A user exception becomes a Fault named
 after its class, with the user's frames only.
 
@@ -100,6 +101,8 @@ class _Call:
             "functionInvokeID": invoke_id,
             "invokeid": invoke_id,
         }
+        if request.ScheduledTime:  # a scheduled call: its nominal fire time, in the schedule's zone
+            context["scheduledTime"] = request.ScheduledTime
         return decode_event(request.Payload), context
 
     def _fault(self, exc: BaseException) -> Fault:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import datetime, timezone
 
 import pytest
 
@@ -18,6 +19,8 @@ from edgefn.manager.hub import Delivery, HubDisconnected
 from edgefn.manager.message import Call
 from edgefn.manager.metrics import Metrics
 from edgefn.manager.router import Route, Router, topic_matches
+from edgefn.manager.schedule import Every
+from edgefn.manager.scheduler import scheduled_call
 from edgefn.runtimes import faults
 from edgefn.runtimes.faults import Fault
 
@@ -247,3 +250,70 @@ async def test_a_delivery_no_rule_wants_is_counted_logged_once_per_topic_and_ack
     router = await routed(Runner([]), hub, delivery(10, topic="else/x"), delivery(11, topic="else/x"))
     assert router.unmatched == 2 and hub.acked == [10, 11]
     assert sum("matches no rule" in record.message for record in caplog.records) == 1
+
+
+# -- scheduled rules: Router.fire takes the same path from the call on ---------------------
+
+NOMINAL = datetime(2026, 6, 1, 12, 0, tzinfo=timezone.utc)
+
+
+def scheduled_rule(retry: int = 3) -> RuleConfig:
+    return RuleConfig(clientid=None, subscribe=None, function="f", publish=TopicConfig("out", 1),
+                      error=TopicConfig("err", 0), retry_max=retry, schedule=Every(seconds=1), payload=b'{"a":1}')
+
+
+def router_for(runner: Runner, hub: Hub, rule: RuleConfig) -> tuple[Router, Route]:
+    route = Route(rule, {"f": runner}, Metrics().function("f"))
+    router = Router([route], name="test")
+    router.hub = hub  # type: ignore[assignment]
+    return router, route
+
+
+async def test_a_fire_publishes_its_result_to_the_rules_topic_at_publish_qos() -> None:
+    runner, hub = Runner([b"result"]), Hub()
+    router, route = router_for(runner, hub, scheduled_rule())
+    router.fire(route, scheduled_call(route.rule, NOMINAL))
+    await router.drain(5)
+    assert hub.published == [("out", b"result", 1)] and hub.acked == []
+    (call,) = runner.calls
+    assert (call.topic, call.qos, call.payload, call.timestamp) == ("", 1, b'{"a":1}', int(NOMINAL.timestamp()))
+
+
+async def test_a_crashing_fire_is_retried_then_enveloped_like_a_delivery() -> None:
+    crash = Fault(faults.INSTANCE_CRASHED, "killed by signal 9")
+    runner, hub = Runner([crash, crash]), Hub()
+    router, route = router_for(runner, hub, scheduled_rule(retry=2))
+    router.fire(route, scheduled_call(route.rule, NOMINAL))
+    await router.drain(5)
+    ((topic, body, qos),) = hub.published
+    assert (topic, qos) == ("err", 0) and b'"attempts":2' in body and b'"Topic":""' in body
+
+
+async def test_drain_waits_for_a_fire_in_flight_and_a_closed_router_runs_none() -> None:
+    release = asyncio.Event()
+
+    class Slow(Runner):
+        async def call(self, call):  # type: ignore[no-untyped-def]
+            await release.wait()
+            return await super().call(call)
+
+    runner, hub = Slow([b"done"]), Hub()
+    router, route = router_for(runner, hub, scheduled_rule())
+    router.fire(route, scheduled_call(route.rule, NOMINAL))
+    router.close()
+    router.fire(route, scheduled_call(route.rule, NOMINAL))  # after close: not run
+    draining = asyncio.create_task(router.drain(5), name="test-drain")
+    await asyncio.sleep(0.05)
+    assert not draining.done()
+    release.set()
+    assert await draining == 0
+    assert hub.published == [("out", b"done", 1)] and len(runner.calls) == 1
+
+
+async def test_a_scheduled_rule_never_matches_a_delivery() -> None:
+    runner, hub = Runner([]), Hub()
+    router, _ = router_for(runner, hub, scheduled_rule())
+    router.on_message(delivery(1, topic=""))
+    router.on_message(delivery(2, topic="out"))
+    await router.drain(5)
+    assert runner.calls == [] and hub.acked == [1, 2]  # nothing wants them: acked, nothing published
