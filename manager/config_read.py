@@ -9,35 +9,19 @@ escapes. Bounds and defaults are Baetyl's (SPEC §3).
 
 from __future__ import annotations
 
-import difflib
-import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TypeVar
 
-import yaml
 
 from .addresses import DEFAULT_WEBSOCKET_PATH, HubAddress, parse_hub_address, parse_server_address
 from .config import (
-    Config, FrozenEnv, FunctionConfig, HubConfig, InstanceConfig, LoggerConfig,
+    Config, HubConfig, LoggerConfig,
     RuleConfig, ServerConfig, ShutdownConfig, StatusConfig, TopicConfig,
 )
-from .runners import KINDS, RuntimeKind, alias
-from .topics import CLIENTID, Template, TemplateError, compile_template, filter_depth, invalid_topic
+from .config_functions import read_functions
 from .config_schedule import read_scheduled
-from .yamldoc import Section, Value, is_null
-
-# Keys Baetyl's function manager puts on the function, edgefn under instance.
-_FUNCTION_LEVEL = ("message", "backoff", "timeout")
-
-T = TypeVar("T")
-
-
-def _get(section: Section | None, key: str, read: Callable[[Value], T | None], default: T) -> T:
-    """``read`` the key's value; ``default`` when absent or wrong (wrong is already reported)."""
-    value = section.get(key) if section is not None else None
-    result = read(value) if value is not None else None
-    return default if result is None else result
+from .topics import CLIENTID, Template, TemplateError, compile_template, filter_depth, invalid_topic
+from .yamldoc import Section, Value, items_of, read_key
 
 
 def read_config(root: Value, path: Path) -> Config | None:
@@ -45,9 +29,9 @@ def read_config(root: Value, path: Path) -> Config | None:
     top = root.section(_TOP_KEYS, example="{hub: ..., rules: [...], functions: [...]}")
     if top is None:
         return None
-    functions, declared = _functions(top.require("functions", "a list of functions"))
+    functions, declared = read_functions(top.require("functions", "a list of functions"))
     rules = tuple(
-        rule for index, item in enumerate(_items(top.get("rules")))
+        rule for index, item in enumerate(items_of(top.get("rules")))
         if (rule := _rule(item, index, declared)) is not None
     )
     return Config(
@@ -57,12 +41,8 @@ def read_config(root: Value, path: Path) -> Config | None:
         rules=rules,
         functions=functions,
         logger=_logger(top.section("logger", _LOGGER_KEYS, _LOGGER_BAETYL, example="{level: info}")),
-        shutdown=ShutdownConfig(_get(top.section("shutdown", ("timeout",)), "timeout", Value.duration, 30.0)),
+        shutdown=ShutdownConfig(read_key(top.section("shutdown", ("timeout",)), "timeout", Value.duration, 30.0)),
     )
-
-
-def _items(value: Value | None) -> list[Value]:
-    return value.items() if value is not None else []
 
 
 # -- hub and server ---------------------------------------------------------------------
@@ -85,7 +65,7 @@ def _hub(hub: Section | None) -> HubConfig:
     address_value = hub.get("address")
     address = (address_value.string(empty_ok=True) if address_value else None) or None
     embedded = hub.section("embedded", ("port",), example="{port: 1883}")
-    port = _get(embedded, "port", lambda value: value.integer(1, 65535), 1883)
+    port = read_key(embedded, "port", lambda value: value.integer(1, 65535), 1883)
     where: HubAddress | None = HubAddress("tcp", "127.0.0.1", port, DEFAULT_WEBSOCKET_PATH)
     if address is not None and address_value is not None:
         where = _hub_address(address_value, address)
@@ -100,15 +80,15 @@ def _hub(hub: Section | None) -> HubConfig:
         host=where.host,
         port=where.port,
         websocket_path=where.websocket_path,
-        username=_get(hub, "username", _optional_text, None),
-        password=_get(hub, "password", _optional_text, None),
-        ca=_get(hub, "ca", _file, None),
-        cert=_get(hub, "cert", _file, None),
-        key=_get(hub, "key", _file, None),
-        clientid=_get(hub, "clientid", Value.string, "edgefn"),
-        keepalive=_get(hub, "keepalive", _keepalive, 60.0),
-        cleansession=_get(hub, "cleansession", Value.boolean, False),
-        interval=_get(hub, "interval", Value.duration, 60.0),
+        username=read_key(hub, "username", _optional_text, None),
+        password=read_key(hub, "password", _optional_text, None),
+        ca=read_key(hub, "ca", _file, None),
+        cert=read_key(hub, "cert", _file, None),
+        key=read_key(hub, "key", _file, None),
+        clientid=read_key(hub, "clientid", Value.string, "edgefn"),
+        keepalive=read_key(hub, "keepalive", _keepalive, 60.0),
+        cleansession=read_key(hub, "cleansession", Value.boolean, False),
+        interval=read_key(hub, "interval", Value.duration, 60.0),
         embedded_port=port,
         status=_status(hub.get("status")),
     )
@@ -138,10 +118,10 @@ def _status(value: Value | None) -> StatusConfig | None:
                 topic_value.error(f"cannot be published to: {problem}")
     return StatusConfig(
         topic=template,
-        online=_get(status, "online", _payload, defaults.online),
-        offline=_get(status, "offline", _payload, defaults.offline),
-        qos=_get(status, "qos", _qos, defaults.qos),
-        retain=_get(status, "retain", Value.boolean, defaults.retain),
+        online=read_key(status, "online", _payload, defaults.online),
+        offline=read_key(status, "offline", _payload, defaults.offline),
+        qos=read_key(status, "qos", _qos, defaults.qos),
+        retain=read_key(status, "retain", Value.boolean, defaults.retain),
     )
 
 
@@ -200,9 +180,9 @@ def _server(server: Section | None) -> ServerConfig | None:
         ca.error("ca asks clients for certificates (mutual TLS), which needs the server's cert and key")
     return ServerConfig(
         address=address or "",
-        ca=_get(server, "ca", _file, None),
-        cert=_get(server, "cert", _file, None),
-        key=_get(server, "key", _file, None),
+        ca=read_key(server, "ca", _file, None),
+        cert=read_key(server, "cert", _file, None),
+        key=read_key(server, "key", _file, None),
     )
 
 
@@ -232,8 +212,8 @@ def _rule(item: Value, index: int, declared: Mapping[str, Value]) -> RuleConfig 
     publish = _output(rule, "publish", "a topic to publish results to", depth, required=True)
     error = _output(rule, "error", "a topic to publish error envelopes to", depth, required=False)
     retry = rule.section("retry", ("max",), example="{max: 3}")
-    retry_max = _get(retry, "max", lambda value: value.integer(1), 3)
-    clientid = _get(rule, "clientid", Value.string, None)
+    retry_max = read_key(retry, "max", lambda value: value.integer(1), 3)
+    clientid = read_key(rule, "clientid", Value.string, None)
     if (subscribe is None and scheduled is None) or function is None or publish is None:
         return None
     if scheduled is not None:
@@ -261,7 +241,7 @@ def _topic(rule: Section, key: str, what: str, required: bool) -> TopicConfig | 
     section = value.section(("topic", "qos"), example=_TOPIC_EXAMPLE) if value is not None else None
     if section is None:
         return None
-    qos = _get(section, "qos", _qos, 0)
+    qos = read_key(section, "qos", _qos, 0)
     topic_value = section.require("topic", what)
     topic = topic_value.string() if topic_value is not None else None
     if topic_value is not None and topic is not None:
@@ -280,8 +260,8 @@ def _output(rule: Section, key: str, what: str, depth: int | None, required: boo
     section = value.section(("topic", "qos", "retain"), example=_OUTPUT_EXAMPLE) if value is not None else None
     if section is None:
         return None
-    qos = _get(section, "qos", _qos, 0)
-    retain = _get(section, "retain", Value.boolean, False)
+    qos = read_key(section, "qos", _qos, 0)
+    retain = read_key(section, "retain", Value.boolean, False)
     topic_value = section.require("topic", what)
     topic = topic_value.string() if topic_value is not None else None
     if topic_value is None or topic is None:
@@ -334,209 +314,6 @@ def _qos(value: Value) -> int | None:
     return value.integer(0, 2)
 
 
-# -- functions ----------------------------------------------------------------------------
-
-_FUNCTION_KEYS = ("name", "runtime", "handler", "codedir", "env", "instance", "command", "handshake",
-                  *_FUNCTION_LEVEL)
-_FUNCTION_BAETYL = {"service": "edgefn starts instances from runtime: (python, node, sql or custom); "
-                               "'edgefn import-baetyl' converts a Baetyl deployment"}
-_INSTANCE_KEYS = ("min", "max", "concurrency", "idletime", "evicttime", "timeout",
-                  "starttimeout", "memory", "message", "backoff")
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-# MQTT's largest payload; gRPC limits are set from it, so it must fit an int32 too.
-_MESSAGE_MAX = 268_435_455
-_MEMORY_MIN = 1024 * 1024
-
-
-def _functions(value: Value | None) -> tuple[tuple[FunctionConfig, ...], dict[str, Value]]:
-    """The valid functions, and every name declared (valid or not) for the rules' check."""
-    declared: dict[str, Value] = {}
-    items = _items(value)
-    if value is not None and not items and isinstance(value.node, yaml.SequenceNode):
-        value.error("expected at least one function")
-    functions = tuple(
-        function for index, item in enumerate(items)
-        if (function := _function(item, index, declared)) is not None
-    )
-    return functions, declared
-
-
-def _function(item: Value, index: int, declared: dict[str, Value]) -> FunctionConfig | None:
-    function = item.section(_FUNCTION_KEYS, _FUNCTION_BAETYL,
-                            example="{name: f, runtime: python, handler: index.handler, codedir: f}")
-    if function is None:
-        return None
-    name = _declare(function, declared)
-    kind = _kind(function)
-    handler = _handler(function, kind)
-    codedir = _codedir(function, kind)
-    command, handshake = _command(function, kind)
-    env = _env(function.get("env"), kind)
-    instance = _instance(_instance_section(function), kind)
-    if name is None or kind is None or handler is None or (codedir is None and kind.codedir != "none"):
-        return None
-    if kind.command and not command:
-        return None
-    return FunctionConfig(name, kind.name, handler, codedir, env, instance, index, command, handshake)
-
-
-def _kind(function: Section) -> RuntimeKind | None:
-    value = function.require("runtime", "one of " + ", ".join(KINDS))
-    text = value.text("one of " + ", ".join(KINDS)) if value is not None else None
-    if value is None or text is None:
-        return None
-    name = text.strip().lower()
-    if name in KINDS:
-        return KINDS[name]
-    if (known := alias(name)) is not None:
-        value.warn(f"Baetyl's runtime name {text!r}; edgefn calls it {known!r} (write runtime: {known})")
-        return KINDS[known]
-    close = difflib.get_close_matches(name, list(KINDS), n=1)
-    hint = f"did you mean '{close[0]}'? " if close else ""
-    value.error(f"{hint}expected one of {', '.join(KINDS)}, got {text!r}")
-    return None
-
-
-def _declare(function: Section, declared: dict[str, Value]) -> str | None:
-    value = function.require("name", "the function's name, unique among functions")
-    name = value.string() if value is not None else None
-    if name is None or value is None:
-        return None
-    if not _NAME.fullmatch(name):
-        value.error(f"expected a name of letters, digits, '_', '.' and '-' (at most 128), got {name!r}")
-    if name in declared:
-        first = declared[name]
-        value.error(f"duplicate function name {name!r} (first at {first.path}, line {first.line})")
-        return None
-    declared[name] = value
-    return name
-
-
-def _handler(function: Section, kind: RuntimeKind | None) -> str | None:
-    what = kind.handler_hint if kind is not None else "module.attribute, like index.handler"
-    value = function.require("handler", what) if kind is None or kind.handler_required else function.get("handler")
-    if value is None:
-        return None if kind is None or kind.handler_required else ""
-    handler = value.string()
-    if handler is None or kind is None:
-        return None
-    if (problem := kind.check_handler(handler)) is not None:
-        value.error(problem)
-        return None
-    return handler
-
-
-def _codedir(function: Section, kind: RuntimeKind | None) -> Path | None:
-    if kind is not None and kind.codedir == "none":
-        if (value := function.get("codedir")) is not None:
-            value.warn(f"{kind.name} functions have no code folder; ignored")
-        return None
-    if kind is None or kind.codedir == "optional":  # unknown runtime (already reported): check it only if given
-        value = function.get("codedir")
-        if value is None:
-            return function.value.doc.folder if kind is not None else None
-    else:
-        value = function.require("codedir", "the function's folder, relative to this file")
-    return value.path_value("dir") if value is not None else None
-
-
-def _command(function: Section, kind: RuntimeKind | None) -> tuple[tuple[str, ...], bool]:
-    """``command`` and ``handshake``: for runtimes that take a command line (custom), refused elsewhere."""
-    value, handshake_value = function.get("command"), function.get("handshake")
-    if kind is not None and not kind.command:
-        for other in (value, handshake_value):
-            if other is not None:
-                other.error(f"only runtime: custom takes a command line; {kind.name} functions run the built-in runtime")
-        return (), False
-    handshake = (handshake_value.boolean() if handshake_value is not None else None) or False
-    if kind is None:
-        return (), handshake
-    value = function.require("command", "the runtime's command line, like [./my-runtime, --flag]")
-    if value is None:
-        return (), handshake
-    words = [word for item in value.items() if (word := item.string()) is not None]
-    if isinstance(value.node, yaml.SequenceNode) and not value.node.value:
-        value.error("expected the runtime's command line, like [./my-runtime, --flag]; got an empty list")
-    if not words:
-        return (), handshake
-    if "/" in words[0]:  # a path, relative to the config file like every path in it
-        words[0] = str((value.doc.folder / Path(words[0]).expanduser()).resolve())
-    return tuple(words), handshake
-
-
-def _env(value: Value | None, kind: RuntimeKind | None) -> FrozenEnv:
-    env = value.section((), example="{GREETING: hi}") if value is not None else None
-    if env is None or value is None:
-        return FrozenEnv()
-    if kind is not None and kind.in_process and env.entries:
-        value.warn(f"{kind.name} functions run in the manager and see no env; ignored")
-    result: dict[str, str] = {}
-    for name, entry in env.entries.items():
-        if not _ENV_NAME.fullmatch(name):
-            entry.error("expected an environment variable name (letters, digits and '_')")
-        elif name.upper().startswith("EDGEFN_"):
-            entry.error("names starting with EDGEFN_ are reserved for edgefn")
-        elif (text := "" if is_null(entry.node) else entry.text()) is not None:
-            result[name] = text
-    return FrozenEnv(result)
-
-
-def _instance_section(function: Section) -> Section | None:
-    """``instance``, with Baetyl's function-level ``message``/``backoff``/``timeout`` moved into it."""
-    instance = function.section("instance", _INSTANCE_KEYS, example="{max: 2}")
-    for key in _FUNCTION_LEVEL:
-        value = function.get(key)
-        if value is None:
-            continue
-        if instance is not None and key in instance.entries:
-            value.error(f"set both here and as instance.{key}; keep instance.{key}")
-            continue
-        value.warn(f"Baetyl's place for it; edgefn reads it as instance.{key} (write it there)")
-        if instance is None:
-            instance = Section.empty(function.value, "instance")
-        instance.entries[key] = value
-    return instance
-
-
-def _instance(instance: Section | None, kind: RuntimeKind | None) -> InstanceConfig:
-    if instance is None:
-        return InstanceConfig()
-    message = instance.section("message", ("length",), example="{length: {max: 4m}}")
-    length = message.section("length", ("max",), example="{max: 4m}") if message else None
-    message_max = _get(length, "max", lambda value: value.size(1, _MESSAGE_MAX), 4 * 1024 * 1024)
-    if kind is not None and kind.in_process:
-        for key, value in instance.entries.items():
-            if key != "message":
-                value.warn(f"does not apply to {kind.name} functions (they run in the manager); ignored")
-        return InstanceConfig(message_max=message_max)
-    backoff = instance.section("backoff", ("max",), example="{max: 1m}")
-    low = _get(instance, "min", lambda value: value.integer(0, 100), 0)
-    high = _get(instance, "max", lambda value: value.integer(1, 100), 1)
-    if low > high:
-        instance.entries["min"].error(f"must not be more than instance.max ({high}), got {low}")
-    return InstanceConfig(
-        min=low,
-        max=high,
-        concurrency=_get(instance, "concurrency", lambda value: value.integer(1), 1),
-        idletime=_get(instance, "idletime", Value.duration, 600.0),
-        evicttime=_get(instance, "evicttime", Value.duration, 60.0),
-        timeout=_get(instance, "timeout", Value.duration, 30.0),
-        starttimeout=_get(instance, "starttimeout", Value.duration, 10.0),
-        memory=_get(instance, "memory", _memory, None),
-        message_max=message_max,
-        backoff_max=_get(backoff, "max", Value.duration, 60.0),
-    )
-
-
-def _memory(value: Value) -> int | None:
-    size = value.size(0)
-    if size is not None and size < _MEMORY_MIN:
-        value.error(f"must be at least 1m, got {value.text()!r} (a bare number is bytes)")
-        return None
-    return size
-
-
 # -- logger -------------------------------------------------------------------------------
 
 _LOGGER_KEYS = ("level", "format", "path")
@@ -549,7 +326,7 @@ def _logger(logger: Section | None) -> LoggerConfig:
     if path_value is not None and path_value.string(empty_ok=True):
         path = path_value.path_value("any")
     return LoggerConfig(
-        level=_get(logger, "level", lambda value: value.choice(("debug", "info", "warn", "error")), "info"),
-        format=_get(logger, "format", lambda value: value.choice(("text", "json")), "text"),
+        level=read_key(logger, "level", lambda value: value.choice(("debug", "info", "warn", "error")), "info"),
+        format=read_key(logger, "format", lambda value: value.choice(("text", "json")), "text"),
         path=path,
     )

@@ -15,6 +15,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import yaml
 
@@ -356,3 +357,18 @@ def expand(text: str, environ: Mapping[str, str], error: Callable[[str], None]) 
     for message in failed:
         error(message)
     return None if failed else expanded
+
+
+T = TypeVar("T")
+
+
+def read_key(section: Section | None, key: str, read: Callable[[Value], T | None], default: T) -> T:
+    """``read`` the key's value; ``default`` when absent or wrong (wrong is already reported)."""
+    value = section.get(key) if section is not None else None
+    result = read(value) if value is not None else None
+    return default if result is None else result
+
+
+def items_of(value: Value | None) -> list[Value]:
+    """The entries of an optional list (none when absent)."""
+    return value.items() if value is not None else []
