@@ -209,8 +209,9 @@ def _rule(item: Value, index: int, declared: Mapping[str, Value]) -> RuleConfig 
     subscribe = _topic(rule, "subscribe", "a topic filter to subscribe to", required=False)
     function = _function_name(rule, declared)
     depth = filter_depth(subscribe.topic) if subscribe is not None else None
-    publish = _output(rule, "publish", "a topic to publish results to", depth, required=True)
-    error = _output(rule, "error", "a topic to publish error envelopes to", depth, required=False)
+    has_input = scheduled is None
+    publish = _output(rule, "publish", "a topic to publish results to", depth, has_input, required=True)
+    error = _output(rule, "error", "a topic to publish error envelopes to", depth, has_input, required=False)
     retry = rule.section("retry", ("max",), example="{max: 3}")
     retry_max = read_key(retry, "max", lambda value: value.integer(1), 3)
     clientid = read_key(rule, "clientid", Value.string, None)
@@ -254,8 +255,11 @@ def _topic(rule: Section, key: str, what: str, required: bool) -> TopicConfig | 
 _OUTPUT_EXAMPLE = "{topic: devices/{2}/reply, qos: 1, retain: false}"
 
 
-def _output(rule: Section, key: str, what: str, depth: int | None, required: bool) -> TopicConfig | None:
-    """``publish`` or ``error``: a topic template checked against the subscription's ``depth``."""
+def _output(
+    rule: Section, key: str, what: str, depth: int | None, has_input: bool, required: bool
+) -> TopicConfig | None:
+    """``publish`` or ``error``: a topic template checked against the subscription's ``depth``
+    (a scheduled rule has no input topic to take levels from)."""
     value = rule.require(key, f"a mapping like {_OUTPUT_EXAMPLE}") if required else rule.get(key)
     section = value.section(("topic", "qos", "retain"), example=_OUTPUT_EXAMPLE) if value is not None else None
     if section is None:
@@ -273,6 +277,10 @@ def _output(rule: Section, key: str, what: str, depth: int | None, required: boo
         return None
     if problem := _template_problem(template, depth):
         topic_value.error(problem)
+        return None
+    if not has_input and template.uses_input:
+        topic_value.error("a scheduled rule has no input topic: {N} and {topic} cannot be used here "
+                          "({function} and {clientid} can)")
         return None
     return TopicConfig(topic, qos, retain, template)
 

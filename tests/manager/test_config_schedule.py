@@ -128,3 +128,20 @@ def test_scheduled_rules_compare_by_content_for_hot_reload(tmp_path: Path) -> No
     rule = "    schedule: {frequency: daily, day_time: '02:30', time_zone: Europe/Berlin}\n"
     assert load(tmp_path, rule).rules == load(tmp_path, rule).rules
     assert len({load(tmp_path, rule).rules[0], load(tmp_path, rule).rules[0]}) == 1
+
+
+@pytest.mark.parametrize("topic", ["out/{1}", "out/{topic}", "{2}"])
+def test_a_scheduled_rules_topics_cannot_name_input_levels(tmp_path: Path, topic: str) -> None:
+    path = tmp_path / "edgefn.yml"
+    path.write_text("rules:\n  - function: {name: f}\n    schedule: {every: 1s}\n"
+                    f"    publish: {{topic: 'things/{{function}}', qos: 1}}\n    error: {{topic: '{topic}'}}\n" + FUNCTIONS)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, {})
+    (problem,) = caught.value.problems
+    assert (problem.path, problem.line) == ("rules[0].error.topic", 5)
+    assert "a scheduled rule has no input topic" in problem.message
+
+
+def test_a_scheduled_rules_topics_may_name_function_and_clientid(tmp_path: Path) -> None:
+    config = load(tmp_path, "    schedule: {every: 1s}\n    error: {topic: 'errors/{clientid}/{function}'}\n")
+    assert config.rules[0].error is not None and config.rules[0].error.template is not None
