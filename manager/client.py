@@ -40,8 +40,26 @@ STREAM_LOSS_GRACE = 2.0
 PROBE_FIRST = 0.01
 PROBE_MAX = 0.5
 
-# A call in flight: the caller's future, its deadline (loop time) and the call.
-_Pending = tuple["asyncio.Future[bytes]", float, Call]
+
+
+class NotStarted(Fault):
+    """The instance ended before this call started running: no fault of the call's.
+
+    The pool runs it elsewhere (or again) without spending a retry attempt.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(faults.INSTANCE_CRASHED, message)
+
+
+class _Pending:
+    """A call in flight: the caller's future, the call, its timeout, and when it started
+    running (loop time; 0.0 while it waits in a sequential runtime's queue)."""
+
+    __slots__ = ("future", "call", "timeout", "started")
+
+    def __init__(self, future: asyncio.Future[bytes], call: Call, timeout: float, started: float) -> None:
+        self.future, self.call, self.timeout, self.started = future, call, timeout, started
 
 
 class FunctionClient:
@@ -70,6 +88,9 @@ class FunctionClient:
         self.last_used = time.monotonic()
         self.answered = False  # set by the first answer on the Talk stream
         self.talk = False
+        # The runtime runs one call at a time, in order (sync handlers): only the oldest
+        # call in flight is running, and its timeout counts from when the one before ended.
+        self.sequential = False
         self._address = address
         self._exit = exit
         self._exit_fault = exit_fault
@@ -82,9 +103,9 @@ class FunctionClient:
             options=[*size_options(message_max), ("grpc.use_local_subchannel_pool", 1)],
         )
         self._stub = function_pb2_grpc.FunctionStub(self._channel)
-        # sequence → (future, deadline, call), oldest first. An entry stays until
-        # the runtime answers or the process dies, even when its caller gave up:
-        # the runtime is still running that call, so the slot is still taken.
+        # sequence → pending call, oldest first. An entry stays until the runtime
+        # answers or the process dies, even when its caller gave up: the runtime
+        # is still running that call, so the slot is still taken.
         self._pending: dict[int, _Pending] = {}
         self._unary = 0
         self._sequence = 0
@@ -99,9 +120,10 @@ class FunctionClient:
         """Calls this instance is running (or has queued)."""
         return len(self._pending) + self._unary
 
-    def open_talk(self, batch: bool) -> None:
-        """Call over one Talk stream from now on (``batch``: the runtime takes Batch frames)."""
-        self.talk, self._batch = True, batch
+    def open_talk(self, batch: bool, sequential: bool) -> None:
+        """Call over one Talk stream from now on (``batch``: the runtime takes Batch frames;
+        ``sequential``: it runs its calls one at a time, in arrival order)."""
+        self.talk, self._batch, self.sequential = True, batch, sequential
         self._reader = asyncio.create_task(self._read_replies(), name=f"{self.name}:talk")
 
     async def probe(self, timeout: float) -> None:
@@ -131,10 +153,11 @@ class FunctionClient:
         self._sequence = sequence = self._sequence + 1
         loop = asyncio.get_running_loop()
         future: asyncio.Future[bytes] = loop.create_future()
-        deadline = loop.time() + timeout
-        self._pending[sequence] = (future, deadline, call)
-        if self._watchdog is None:
-            self._watchdog = loop.call_at(deadline, self._check_deadlines, timeout)
+        # Queued behind another call of a sequential runtime, it has not started yet.
+        started = 0.0 if self.sequential and self._pending else loop.time()
+        self._pending[sequence] = _Pending(future, call, timeout, started)
+        if started and self._watchdog is None:
+            self._watchdog = loop.call_at(started + timeout, self._check_deadlines)
         self._outbox.put_nowait(_message(call, sequence))
         return await future
 
@@ -156,13 +179,18 @@ class FunctionClient:
         self._outbox.put_nowait(None)
 
     def fail_all(self, fault: Fault) -> None:
-        """The process is gone: every pending call fails with ``fault``."""
+        """The process is gone: the calls it was running fail with ``fault``; those it had
+        not started yet fail with :class:`NotStarted`."""
         if self._watchdog is not None:
             self._watchdog.cancel()
             self._watchdog = None
-        for future, _, _ in self._pending.values():
-            if not future.done():
-                future.set_exception(Fault(fault.error_type, fault.message))
+        for entry in self._pending.values():
+            if entry.future.done():
+                continue
+            if entry.started:
+                entry.future.set_exception(Fault(fault.error_type, fault.message))
+            else:
+                entry.future.set_exception(NotStarted(f"{self.name} ended before the call started ({fault.message})"))
         self._pending.clear()
 
     async def close(self) -> None:
@@ -173,25 +201,39 @@ class FunctionClient:
 
     # -- Talk --------------------------------------------------------------------
 
-    def _check_deadlines(self, timeout: float) -> None:
-        """Fail the calls past their deadline and end the instance; re-arm for the oldest left.
+    def _check_deadlines(self) -> None:
+        """Fail the running calls past their timeout and end the instance; re-arm for the next.
 
         One timer per instance rather than one per call: every call of a pool has
-        the same timeout, so the oldest pending call has the nearest deadline.
+        the same timeout, so the oldest running call has the nearest deadline.
         """
         self._watchdog = None
         if self._exit.is_set():
             return
         loop = asyncio.get_running_loop()
         now = loop.time()
-        for future, deadline, call in self._pending.values():
+        for entry in self._pending.values():
+            if not entry.started:
+                return  # queued behind a running call: its clock has not started
+            deadline = entry.started + entry.timeout
             if deadline > now:
-                self._watchdog = loop.call_at(deadline, self._check_deadlines, timeout)
+                self._watchdog = loop.call_at(deadline, self._check_deadlines)
                 return
-            if not future.done():
-                future.set_exception(Fault(faults.TIMEOUT, f"{call.function} did not finish within {timeout:g}s"))
+            if not entry.future.done():
+                entry.future.set_exception(
+                    Fault(faults.TIMEOUT, f"{entry.call.function} did not finish within {entry.timeout:g}s"))
             # The entry stays: its slot is free only once the process is gone.
             self._on_fault(Fault(faults.INSTANCE_CRASHED, f"{self.name} was killed: a call on it timed out"))
+
+    def _start_next(self) -> None:
+        """A sequential runtime answered: its next queued call starts running now."""
+        for entry in self._pending.values():
+            if not entry.started:
+                loop = asyncio.get_running_loop()
+                entry.started = loop.time()
+                if self._watchdog is None:
+                    self._watchdog = loop.call_at(entry.started + entry.timeout, self._check_deadlines)
+            return
 
     async def _requests(self) -> AsyncIterator[function_pb2.FunctionMessage]:
         outbox, batching = self._outbox, self._batch
@@ -215,7 +257,9 @@ class FunctionClient:
                     entry = pending.pop(reply.Sequence, None)
                     if entry is None:
                         continue
-                    future = entry[0]
+                    if self.sequential and pending:
+                        self._start_next()
+                    future = entry.future
                     if not future.done():  # done: its caller gave up (cancelled)
                         if reply.Code:
                             future.set_exception(Fault.from_status(reply.Code, reply.Error))

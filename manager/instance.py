@@ -143,7 +143,7 @@ class Instance:
         self._process.relay_stdout()
         self.concurrent = handshake.concurrent
         if handshake.talk:
-            self._client.open_talk(handshake.batch)
+            self._client.open_talk(handshake.batch, sequential=handshake.concurrent is False)
 
     async def stop(self, grace: float) -> None:
         """Let calls in flight finish, then SIGTERM, then SIGKILL: all within ``grace``."""

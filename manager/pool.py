@@ -25,6 +25,7 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 
 from edgefn.manager.config import FunctionConfig
+from edgefn.manager.client import NotStarted
 from edgefn.manager.instance import Instance
 from edgefn.manager.launch import LaunchError, instance_env
 from edgefn.manager.message import Call
@@ -46,8 +47,14 @@ MEMORY_CHECK_INTERVAL = 0.1
 # runtime then never idles waiting for the manager's next call, and queued
 # calls share Talk frames. The timeout counts from the hand-over.
 PIPELINE = 4
-# ... but only on an instance that answered within this many seconds.
+# ... but only on an instance that answered within this many seconds,
 PIPELINE_STALE = 0.25
+# ... and only while calls take less than this once lent (a moving average): a
+# call queued behind a long one would wait while another instance may free up.
+PIPELINE_SHORT = 0.05
+TYPICAL_WEIGHT = 0.2
+# A call whose instance died before it started is lent again, up to this many times.
+NOT_STARTED_MAX = 10
 # Socket names are short and unique across every pool of the manager (a hot
 # reload runs two pools of one function side by side).
 _SOCKET_NUMBERS = itertools.count(1)
@@ -91,6 +98,7 @@ class Pool:
         self._leaving: set[asyncio.Task[object]] = set()  # instances stopping or closing: awaited at stop
         self._closing = False
         self._warned = False
+        self._typical = 0.0  # moving average of a call's time once lent, seconds
         stats.gauges = self._gauges
 
     @property
@@ -143,33 +151,51 @@ class Pool:
     # -- calls -----------------------------------------------------------------
 
     async def call(self, call: Call) -> bytes:
-        """Run ``call`` on an instance; return the result payload or raise a ``Fault``."""
+        """Run ``call`` on an instance; return the result payload or raise a ``Fault``.
+
+        A call its instance never started (the instance died running another
+        one) is lent another instance: that is no attempt of the caller's.
+        """
         limit = self.message_max
         if len(call.payload) > limit:
             raise _too_large("input", len(call.payload), limit)
         started = time.monotonic()
-        self._waiting += 1
-        try:
-            await self._slots.acquire()
-        except BaseException:
-            self._waiting -= 1
-            raise
-        try:
+        unstarted = 0
+        while True:
+            self._waiting += 1
             try:
-                instance = (None if self._lenders else self._pick()) or await self._lend()
-            finally:
+                await self._slots.acquire()
+            except BaseException:
                 self._waiting -= 1
-            result = await instance.call(call, self._timeout)
-            if len(result) > limit:  # built-in runtimes check this; a custom one may not
-                raise _too_large("result", len(result), limit)
-        except Fault as fault:
-            if fault.error_type == faults.TIMEOUT:
-                self.stats.timeouts += 1
-            self.stats.observe(time.monotonic() - started, True)
-            raise
-        finally:
-            self._slots.release()
-        self.stats.observe(time.monotonic() - started, False)
+                raise
+            try:
+                try:
+                    instance = (None if self._lenders else self._pick()) or await self._lend()
+                finally:
+                    self._waiting -= 1
+                lent = time.monotonic()
+                result = await instance.call(call, self._timeout)
+                break
+            except NotStarted as fault:
+                unstarted += 1
+                if unstarted < NOT_STARTED_MAX and not self._closing:
+                    continue  # run it elsewhere, or on the replacement
+                self.stats.observe(time.monotonic() - started, True)
+                raise Fault(faults.INSTANCE_CRASHED, fault.message) from None
+            except Fault as fault:
+                if fault.error_type == faults.TIMEOUT:
+                    self.stats.timeouts += 1
+                self.stats.observe(time.monotonic() - started, True)
+                raise
+            finally:
+                self._slots.release()
+        done = time.monotonic()
+        # How long calls take once lent: pipelining is for short calls only.
+        self._typical += (done - lent - self._typical) * TYPICAL_WEIGHT
+        if len(result) > limit:  # built-in runtimes check this; a custom one may not
+            self.stats.observe(done - started, True)
+            raise _too_large("result", len(result), limit)
+        self.stats.observe(done - started, False)
         return result
 
     def _pick(self, extra: int = 0) -> Instance | None:
@@ -217,8 +243,9 @@ class Pool:
                 fault = self._load_fault
                 if fault is not None and not self._instances and not self._starting:
                     raise _copy(fault)  # cannot load, backing off: fail at once, don't wait
-                if first and not self._starting and (instance := self._pick(PIPELINE)) is not None:
-                    return instance  # at max and all busy: queue in a runtime rather than here
+                if (first and not self._starting and self._typical < PIPELINE_SHORT
+                        and (instance := self._pick(PIPELINE)) is not None):
+                    return instance  # at max, all busy, calls short: queue in a runtime rather than here
                 await self._wait()
         finally:
             line.remove(ticket)

@@ -476,3 +476,76 @@ async def test_a_call_only_runtime_is_called_unary_with_the_same_supervision(tmp
         assert caught.value.error_type == faults.INSTANCE_CRASHED and "exited with status 6" in caught.value.message
     finally:
         await second.stop(1)
+
+
+# -- honest timeouts and fair scheduling: a call is failed only by its own fault ----------
+# A call's timeout counts its own execution, from when the runtime starts it; a call that
+# never started is never failed by another call's hang, memory or crash (it runs on the
+# replacement); and no call waits behind a long call while another instance could take it.
+
+
+async def outcomes(pool: Pool, fn: FunctionConfig, events: list[dict[str, object]]) -> list[object]:
+    async def one(event: dict[str, object]) -> object:
+        try:
+            return orjson.loads(await pool.call(message(fn, event)))
+        except Fault as fault:
+            return fault.error_type
+
+    tasks = []
+    for event in events:  # in this order: the bad call first, then the others queue behind it
+        tasks.append(asyncio.create_task(one(event)))
+        await asyncio.sleep(0)
+    return await asyncio.gather(*tasks)
+
+
+async def test_calls_queued_behind_a_hung_call_run_on_the_replacement(tmp_path: Path) -> None:
+    fn = function("misbehave", min=1, max=1, timeout=2.0)
+    async with running(fn, tmp_path) as pool:
+        await pool.call(message(fn, {"n": 0}))  # warm: answered, calls short, so calls pipeline onto it
+        results = await outcomes(pool, fn, [{"hang": True}, *({"n": n} for n in range(1, 5))])
+    assert results[0] == faults.TIMEOUT
+    assert [result["n"] for result in results[1:]] == [1, 2, 3, 4]  # type: ignore[index]
+    assert pool.stats.timeouts == 1
+
+
+async def test_calls_queued_behind_a_memory_hog_run_on_the_replacement(tmp_path: Path) -> None:
+    fn = function("misbehave", min=1, max=1, timeout=10.0, memory=200 * 1024 * 1024)
+    async with running(fn, tmp_path) as pool:
+        await pool.call(message(fn, {"n": 0}))
+        results = await outcomes(pool, fn, [{"bomb": True}, *({"n": n} for n in range(1, 5))])
+    assert results[0] == faults.OUT_OF_MEMORY
+    assert [result["n"] for result in results[1:]] == [1, 2, 3, 4]  # type: ignore[index]
+
+
+async def test_a_crash_fails_only_the_call_that_was_running(tmp_path: Path) -> None:
+    fn = function("crash", min=1, max=1, timeout=10.0)
+    async with running(fn, tmp_path) as pool:
+        await pool.call(message(fn, {}))
+        results = await outcomes(pool, fn, [{"status": 3}, {}, {}, {}])
+    assert results[0] == faults.INSTANCE_CRASHED
+    assert all(isinstance(result, dict) and "pid" in result for result in results[1:])
+
+
+async def test_long_calls_never_queue_behind_each_other_while_instances_may_take_them(tmp_path: Path) -> None:
+    # 0.5 s calls on up to 4 instances with a 2 s timeout: in bursts of 24, a call
+    # waits for a free instance (no clock running) instead of queuing in a busy
+    # runtime, so none of them times out.
+    fn = function("misbehave", min=1, max=4, timeout=2.0)
+    deepest = 0
+
+    async def watch(pool: Pool) -> None:
+        nonlocal deepest
+        while True:
+            deepest = max([deepest, *(instance.in_flight for instance in pool.instances)])
+            await asyncio.sleep(0.01)
+
+    async with running(fn, tmp_path) as pool:
+        watcher = asyncio.create_task(watch(pool))
+        try:
+            for burst in range(3):
+                results = await outcomes(pool, fn, [{"sleep": 0.5, "n": n} for n in range(24)])
+                assert [r if isinstance(r, str) else r["n"] for r in results] == list(range(24)), burst
+        finally:
+            watcher.cancel()
+    assert pool.stats.timeouts == 0
+    assert deepest == 1, "a long call was queued in a busy runtime"

@@ -71,3 +71,13 @@ def bomb(event, context):
 
 def environment(event, context):
     return dict(os.environ)
+
+
+def misbehave(event, context):
+    """Answers at once unless the event asks it to hang, eat memory or sleep."""
+    if event.get("hang"):
+        hang(event, context)
+    if event.get("bomb"):
+        bomb(event, context)
+    time.sleep(float(event.get("sleep", 0)))
+    return {"pid": os.getpid(), "n": event.get("n")}
