@@ -30,6 +30,7 @@ from edgefn.manager.instance import Instance
 from edgefn.manager.launch import LaunchError, instance_env
 from edgefn.manager.message import Call
 from edgefn.manager.metrics import FunctionStats
+from edgefn.manager.process import group_rss
 from edgefn.manager.runners import Launch, launcher as find_launcher
 from edgefn.runtimes import faults
 from edgefn.runtimes.faults import Fault
@@ -412,12 +413,16 @@ class Pool:
         self._own(instance.stop(self._timeout), f"stop:{instance.name}", self._leaving)
 
     async def _watch_memory(self, limit: int) -> None:
-        """Kill an instance whose resident memory exceeds ``instance.memory``."""
+        """Kill an instance whose resident memory (its whole process group) exceeds ``instance.memory``."""
         while True:
             await asyncio.sleep(MEMORY_CHECK_INTERVAL)
-            for instance in self._instances:
-                rss = instance.rss()
-                if rss is not None and rss > limit and instance.kill_reason is None:
+            instances = {instance.pid: instance for instance in self._instances if instance.pid is not None}
+            if not instances:
+                continue
+            usage = await asyncio.to_thread(group_rss, set(instances))
+            for pid, rss in usage.items():
+                instance = instances[pid]
+                if rss > limit and instance.kill_reason is None and not instance.exited:
                     log.warning("%s uses %d bytes of resident memory, above instance.memory (%d): killed",
                                 instance.name, rss, limit)
                     instance.kill(Fault(faults.OUT_OF_MEMORY,

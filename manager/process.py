@@ -162,7 +162,16 @@ class RuntimeProcess:
                 self._transport.send_signal(signum)
 
     def kill(self) -> None:
+        """SIGKILL the process and everything it started (its process group)."""
         self.signal(signal.SIGKILL)
+        self._kill_group()
+
+    def _kill_group(self) -> None:
+        # The runtime leads its own process group (a new session): a handler's
+        # children and grandchildren are in it, and go with it.
+        if self.pid is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.pid, signal.SIGKILL)
 
     async def wait(self, timeout: float) -> bool:
         """Wait for the exit up to ``timeout`` seconds; True if it exited."""
@@ -178,20 +187,17 @@ class RuntimeProcess:
         return True
 
     def rss(self) -> int | None:
-        """Resident memory of the process in bytes (None if it is gone)."""
+        """Resident memory of the process and its descendants in bytes (None if it is gone)."""
         if self.exited or self.pid is None:
             return None
-        try:
-            with open(f"/proc/{self.pid}/statm", "rb") as statm:
-                return int(statm.read().split()[1]) * PAGE_SIZE
-        except (OSError, ValueError, IndexError):
-            return None
+        return group_rss({self.pid}).get(self.pid)
 
     async def close(self) -> None:
         """Kill it if it lives, wait for its exit and its last words, release the pipes."""
         if self._transport is not None and not self.exited:
             self.kill()
             await self.exit.wait()
+        self._kill_group()  # what the runtime started must not outlive it
         if self._relays:
             await asyncio.wait(list(self._relays), timeout=OUTPUT_DRAIN)  # the last words of a crash
         for task in list(self._relays):
@@ -223,3 +229,24 @@ async def _relay_lines(stream: asyncio.StreamReader, name: str) -> None:
         if not line:
             return
         log.info("[%s] %s", name, line.decode(errors="replace").rstrip())
+
+
+def group_rss(groups: set[int]) -> dict[int, int]:
+    """Resident memory, in bytes, of every process group in ``groups`` (all its members summed).
+
+    Blocking (it reads /proc): call it from a thread when it runs often.
+    """
+    usage: dict[int, int] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as stat:
+                fields = stat.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        # After the command's ")": state, ppid, pgrp, ... rss is the 22nd (0-based 21), in pages.
+        group = int(fields[2])
+        if group in groups and fields[0] != b"Z":
+            usage[group] = usage.get(group, 0) + int(fields[21]) * PAGE_SIZE
+    return usage

@@ -227,6 +227,8 @@ def _watch_parent() -> None:
                 pass
         except OSError:
             pass
+        if os.getpgid(0) == os.getpid():  # we lead our group: take the handler's children along
+            os.killpg(0, signal.SIGKILL)
         os._exit(EXIT_OK)
 
     threading.Thread(target=watch, name="edgefn-parent-watch", daemon=True).start()

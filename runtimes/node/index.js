@@ -102,7 +102,16 @@ function watchStrayErrors(getDispatcher) {
  * is the manager's timeout to kill.)
  */
 function watchParent() {
-  const gone = () => process.exit(EXIT_OK);
+  const gone = () => {
+    try {
+      // We lead our process group (the manager starts us in a new session): a
+      // handler's children go with us. Outside such a group this throws, harmlessly.
+      process.kill(-process.pid, 'SIGKILL');
+    } catch {
+      // Not a group leader: only we exit.
+    }
+    process.exit(EXIT_OK);
+  };
   process.stdin.on('end', gone);
   process.stdin.on('error', gone);
   process.stdin.on('data', () => {});

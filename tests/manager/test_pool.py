@@ -549,3 +549,52 @@ async def test_long_calls_never_queue_behind_each_other_while_instances_may_take
             watcher.cancel()
     assert pool.stats.timeouts == 0
     assert deepest == 1, "a long call was queued in a busy runtime"
+
+
+# -- process hygiene: an instance is a process group ----------------------------------------
+
+
+async def test_a_handlers_children_go_with_its_instance(tmp_path: Path) -> None:
+    from support.processes import wait_gone
+
+    fn = function("fork_sleeper", min=1, max=1)
+    async with running(fn, tmp_path) as pool:
+        first = orjson.loads(await pool.call(message(fn, {})))
+        assert alive(first["grandchild"])
+        os.kill(first["pid"], signal.SIGKILL)  # the runtime dies: what it started goes too
+        await wait_gone(first["grandchild"], timeout=5)
+        await eventually(lambda: len(pool.instances) == 1 and pool.instances[0].ready, "a replacement")
+        second = orjson.loads(await pool.call(message(fn, {})))
+    await wait_gone(second["grandchild"], timeout=5)  # stopping the pool ends them too
+
+
+async def test_the_memory_watchdog_counts_the_children_of_an_instance(tmp_path: Path) -> None:
+    fn = function("fork_hog", min=1, max=1, timeout=30.0, memory=200 * 1024 * 1024)
+    async with running(fn, tmp_path) as pool:
+        fault = await fault_of(pool, message(fn, {}))
+    assert fault.error_type == faults.OUT_OF_MEMORY and pool.stats.oom_kills == 1
+
+
+@pytest.mark.timeout(90)
+async def test_a_handlers_children_do_not_outlive_a_manager_killed_with_sigkill(
+    mosquitto: object, topic: str, tmp_path: Path
+) -> None:
+    from support.manager import ManagerProcess, python_function, write_config
+    from support.mqtt import Probe
+    from support.processes import wait_gone
+
+    config = write_config(tmp_path, {
+        "hub": {"address": mosquitto.address, "clientid": f"fork-{uuid.uuid4().hex[:6]}"},  # type: ignore[attr-defined]
+        "rules": [{"subscribe": {"topic": f"{topic}/in", "qos": 1}, "function": {"name": "forks"},
+                   "publish": {"topic": f"{topic}/out", "qos": 1}}],
+        "functions": [python_function("forks", "pool_worker", "index.fork_sleeper")],
+    })
+    async with Probe(mosquitto.port, [f"{topic}/out"]) as probe:  # type: ignore[attr-defined]
+        with ManagerProcess(config) as manager:
+            await asyncio.to_thread(manager.wait_ready)
+            await probe.publish(f"{topic}/in", b"{}", qos=1)
+            answer = orjson.loads((await probe.next()).payload)
+            assert alive(answer["grandchild"])
+            manager.process.send_signal(signal.SIGKILL)
+            await wait_gone(answer["pid"], timeout=10)
+            await wait_gone(answer["grandchild"], timeout=10)

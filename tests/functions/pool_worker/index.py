@@ -81,3 +81,22 @@ def misbehave(event, context):
         bomb(event, context)
     time.sleep(float(event.get("sleep", 0)))
     return {"pid": os.getpid(), "n": event.get("n")}
+
+
+def fork_sleeper(event, context):
+    """Starts a grandchild that would sleep for an hour, and says its pid."""
+    import subprocess
+
+    child = subprocess.Popen(["sleep", "3600"], start_new_session=False)
+    return {"pid": os.getpid(), "grandchild": child.pid}
+
+
+def fork_hog(event, context):
+    """Starts a grandchild that holds 300 MiB of resident memory, then waits."""
+    import subprocess
+    import sys
+
+    hog = "import os, time; x = bytearray(os.urandom(1)) * (300 * 1024 * 1024); time.sleep(3600)"
+    child = subprocess.Popen([sys.executable, "-c", hog])
+    child.wait()
+    return {"pid": os.getpid()}
