@@ -68,7 +68,7 @@ def _load(path: str) -> object | None:
 
 def _run(args: argparse.Namespace) -> int:
     config = _load(args.config)
-    if config is None:
+    if config is None or not _sql_compiles(args.config, config):
         return EXIT_PROBLEMS
     from edgefn.manager.serve import serve
 
@@ -77,11 +77,29 @@ def _run(args: argparse.Namespace) -> int:
 
 def _dev(args: argparse.Namespace) -> int:
     config = _load(args.config)
-    if config is None:
+    if config is None or not _sql_compiles(args.config, config):
         return EXIT_PROBLEMS
     from edgefn.manager.serve import serve
 
     return serve(config, dev=True)  # type: ignore[arg-type]
+
+
+def _sql_compiles(path: str, config: object) -> bool:
+    """Say, as ``check`` would, which SQL statements do not compile (``run`` would die of them)."""
+    from edgefn.manager.config import Config
+    from edgefn.runtimes.sql import SqlError, SqlFunction
+
+    assert isinstance(config, Config)
+    problems = []
+    for function in config.functions:
+        if function.runtime == "sql":
+            try:
+                SqlFunction.compile(function.name, function.handler)
+            except SqlError as exc:
+                problems.append(f"functions: {function.name}: {exc}")
+    for problem in problems:
+        print(f"edgefn: {path}: {problem}", file=sys.stderr)
+    return not problems
 
 
 def _check(args: argparse.Namespace) -> int:

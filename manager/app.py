@@ -27,12 +27,14 @@ from edgefn.manager import logs
 from edgefn.manager.broker import EmbeddedBroker
 from edgefn.manager.check import HandlerProblem, check_function
 from edgefn.manager.config import Config, FunctionConfig, RuleConfig
+from edgefn.manager.errors import EdgefnError
 from edgefn.manager.hub import Hub, HubError
 from edgefn.manager.launch import LaunchError, runtime_argv
 from edgefn.manager.metrics import Metrics
 from edgefn.manager.pool import Pool
 from edgefn.manager.router import Route, Router, Runner
 from edgefn.manager.server import FunctionServer
+from edgefn.manager.stopping import unless_stopped
 from edgefn.manager.sql import SqlRunner
 
 log = logging.getLogger("edgefn.manager")
@@ -42,7 +44,7 @@ STATUS_INTERVAL = 30.0
 RETIRE_POLL = 0.05
 
 
-class ReloadError(Exception):
+class ReloadError(EdgefnError):
     """A new config or new code cannot be applied; the running one stays."""
 
     def __init__(self, problems: list[HandlerProblem]) -> None:
@@ -78,23 +80,28 @@ class Manager:
     async def run(self, stop: asyncio.Event, ready: Callable[[], None] | None = None) -> None:
         """Run until ``stop`` is set, then shut down gracefully."""
         async with contextlib.AsyncExitStack() as stack:
-            stack.callback(shutil.rmtree, self._socket_dir, True)
-            stack.push_async_callback(self._stop_broker)
-            await self._start_broker()
-            stack.push_async_callback(self._stop_runners)
-            await self._start_runners(self.config.functions)
-            stack.push_async_callback(self._stop_server)  # before the runners: no call lands on a stopping pool
-            await self._start_server()
-            stack.push_async_callback(self._disconnect_all)
-            await self._connect_all()
-            status = asyncio.create_task(self.metrics.log_status(STATUS_INTERVAL), name="status")
-            stack.callback(status.cancel)
-            log.info("edgefn ready")
-            if ready is not None:
-                ready()
-            await stop.wait()
+            # A signal while starting (a hub that never answers, slow instances) stops it: the
+            # stack undoes what did start.
+            if await unless_stopped(self._start(stack), stop):
+                status = asyncio.create_task(self.metrics.log_status(STATUS_INTERVAL), name="status")
+                stack.callback(status.cancel)
+                log.info("edgefn ready")
+                if ready is not None:
+                    ready()
+                await stop.wait()
             log.info("stopping: draining work in flight (up to %gs)", self.config.shutdown.timeout)
             await self._drain_all(self.config.shutdown.timeout)
+
+    async def _start(self, stack: contextlib.AsyncExitStack) -> None:
+        stack.callback(shutil.rmtree, self._socket_dir, True)
+        stack.push_async_callback(self._stop_broker)
+        await self._start_broker()
+        stack.push_async_callback(self._stop_runners)
+        await self._start_runners(self.config.functions)
+        stack.push_async_callback(self._stop_server)  # before the runners: no call lands on a stopping pool
+        await self._start_server()
+        stack.push_async_callback(self._disconnect_all)
+        await self._connect_all()
 
     # -- broker and server -----------------------------------------------------
 

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from edgefn.manager.config import Config, FunctionConfig
+from edgefn.manager.errors import EdgefnError
 from edgefn.manager.message import Call, envelope
 from edgefn.manager.units import parse_duration
 from edgefn.runtimes import faults
@@ -47,7 +48,7 @@ DEFAULT_TIMEOUT = 30.0
 STOP_GRACE = 5.0
 
 
-class UsageError(Exception):
+class UsageError(EdgefnError):
     """Exit 2: bad usage, a transport failure, an unknown function, a bad config."""
 
 

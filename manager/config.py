@@ -35,6 +35,8 @@ __all__ = [
 ]
 
 RUNTIMES = ("python", "node", "sql")
+# The largest config file read: thousands of rules fit; PyYAML reads about 2 MB a second.
+CONFIG_MAX = 4 * 1024 * 1024
 
 
 class FrozenEnv(Mapping[str, str]):
@@ -196,10 +198,12 @@ def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None 
     shown = os.fspath(path)
     absolute = Path(shown).expanduser().resolve()
     try:
-        text = absolute.read_text(encoding="utf-8")
+        text = _read(absolute)
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise ConfigError([Problem("", None, f"cannot read the config file: {reason}", shown)]) from exc
+    except ValueError as exc:
+        raise ConfigError([Problem("", None, str(exc), shown)]) from None
     doc = Document(shown, absolute.parent, os.environ if environ is None else environ)
     node = compose(text, doc)
     config = None
@@ -213,6 +217,16 @@ def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None 
     if doc.problems or config is None:
         raise ConfigError(_by_line(doc.problems), _by_line(doc.warnings))
     return replace(config, warnings=_by_line(doc.warnings))
+
+
+def _read(path: Path) -> str:
+    """The file's text; ValueError past ``CONFIG_MAX`` (PyYAML would take minutes, and memory)."""
+    with path.open("rb") as file:
+        data = file.read(CONFIG_MAX + 1)
+    if len(data) > CONFIG_MAX:
+        raise ValueError(f"the config file is larger than {CONFIG_MAX // (1024 * 1024)} MiB; "
+                         "is it the right file?")
+    return data.decode("utf-8")
 
 
 def _by_line(problems: list[Problem]) -> tuple[Problem, ...]:

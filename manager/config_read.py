@@ -21,6 +21,7 @@ from .config import (
     RUNTIMES, Config, FrozenEnv, FunctionConfig, HubConfig, InstanceConfig, LoggerConfig,
     RuleConfig, ServerConfig, ShutdownConfig, TopicConfig,
 )
+from .logs import unwritable
 from .yamldoc import Section, Value, is_null
 
 T = TypeVar("T")
@@ -409,6 +410,8 @@ def _logger(logger: Section | None) -> LoggerConfig:
     path = None
     if path_value is not None and path_value.string(empty_ok=True):
         path = path_value.path_value("any")
+        if path is not None and (why := unwritable(path)) is not None:
+            path_value.error(f"cannot write a log file at {path}: {why}")
     return LoggerConfig(
         level=_get(logger, "level", lambda value: value.choice(("debug", "info", "warn", "error")), "info"),
         format=_get(logger, "format", lambda value: value.choice(("text", "json")), "text"),

@@ -39,6 +39,8 @@ import aiomqtt
 import paho.mqtt.client as paho
 from paho.mqtt.reasoncodes import ReasonCode
 
+from edgefn.manager.errors import EdgefnError
+
 if TYPE_CHECKING:
     from edgefn.manager.config import HubConfig
 
@@ -52,7 +54,7 @@ _SUCCESS = paho.MQTT_ERR_SUCCESS
 _TRANSPORTS = {"tcp": "tcp", "ssl": "tcp", "ws": "websockets", "wss": "websockets"}
 
 
-class HubError(Exception):
+class HubError(EdgefnError):
     """A hub operation failed."""
 
 

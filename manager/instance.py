@@ -26,6 +26,7 @@ from pathlib import Path
 import grpc
 import orjson
 
+from edgefn.manager.logs import OutputRelay
 from edgefn.manager.message import Call
 from edgefn.runtimes import faults
 from edgefn.runtimes.faults import Fault
@@ -86,6 +87,7 @@ class Instance:
         on_free: Callable[[], None] = lambda: None,
     ) -> None:
         self.name = name
+        self._output = OutputRelay(log, name)  # stdout and stderr share one cap
         self._argv = list(argv)
         self._cwd = cwd
         self._env = dict(env)
@@ -456,8 +458,8 @@ class Instance:
             except ValueError:  # longer than the buffer: dropped, and reading goes on
                 line = b"(a line too long to relay was dropped)"
             if not line:
-                return
-            log.info("[%s] %s", self.name, line.decode(errors="replace").rstrip())
+                return self._output.close()
+            self._output.relay(line)
 
     def _own(self, coroutine: object, what: str) -> None:
         task = asyncio.create_task(coroutine, name=f"{self.name}:{what}")  # type: ignore[arg-type]

@@ -30,6 +30,7 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from edgefn.manager.config import ServerConfig
+from edgefn.manager.errors import EdgefnError
 from edgefn.manager.message import Call, envelope
 from edgefn.manager.router import Runner
 from edgefn.runtimes import faults
@@ -49,7 +50,7 @@ _SERVING = health_pb2.HealthCheckResponse.SERVING
 _NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
-class ServerError(Exception):
+class ServerError(EdgefnError):
     """The gRPC server cannot start (address taken or invalid, unreadable TLS files)."""
 
 
