@@ -85,6 +85,7 @@ class HubConfig:
     cleansession: bool = False
     interval: float = 60.0  # max reconnect backoff
     embedded_port: int = 1883  # hub.embedded.port
+    message_max: int = 268_435_455  # hub.message.length.max: the largest payload the hub takes (MQTT's most)
 
     @property
     def embedded(self) -> bool:
@@ -104,6 +105,12 @@ class ServerConfig:
     ca: Path | None = None  # with cert/key: mutual TLS
     cert: Path | None = None
     key: Path | None = None
+    insecure: bool = False  # allows a non-loopback address without TLS
+    token: str | None = None  # when set, every call but health needs "authorization: Bearer <token>"
+
+    def __repr__(self) -> str:  # never print the token
+        token = "***" if self.token else None
+        return f"ServerConfig(address={self.address!r}, cert={self.cert!r}, insecure={self.insecure}, token={token})"
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ escapes. Bounds and defaults are Baetyl's (SPEC §3).
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -63,13 +64,13 @@ def _items(value: Value | None) -> list[Value]:
 
 _TOP_KEYS = ("hub", "server", "rules", "functions", "logger", "shutdown")
 _HUB_KEYS = ("address", "username", "password", "ca", "cert", "key", "clientid",
-             "keepalive", "cleansession", "interval", "embedded")
+             "keepalive", "cleansession", "interval", "embedded", "message")
 _HUB_BAETYL = {
     "timeout": "edgefn retries a connection with backoff up to hub.interval",
     "validatesubs": "edgefn always checks that its subscriptions were granted",
     "buffersize": "edgefn bounds its queues itself",
 }
-_SERVER_KEYS = ("address", "ca", "cert", "key")
+_SERVER_KEYS = ("address", "ca", "cert", "key", "insecure", "token")
 _MQTT_KEEPALIVE_MAX = 65535.0
 
 
@@ -104,7 +105,15 @@ def _hub(hub: Section | None) -> HubConfig:
         cleansession=_get(hub, "cleansession", Value.boolean, False),
         interval=_get(hub, "interval", Value.duration, 60.0),
         embedded_port=port,
+        message_max=_hub_message_max(hub),
     )
+
+
+def _hub_message_max(hub: Section) -> int:
+    """hub.message.length.max: results larger than this become Runtime.MessageTooLarge envelopes."""
+    message = hub.section("message", ("length",), example="{length: {max: 256m}}")
+    length = message.section("length", ("max",), example="{max: 256m}") if message else None
+    return _get(length, "max", lambda value: value.size(1024, _MESSAGE_MAX), _MESSAGE_MAX)
 
 
 def _hub_address(value: Value, address: str) -> HubAddress | None:
@@ -152,12 +161,33 @@ def _server(server: Section | None) -> ServerConfig | None:
     ca, cert = server.get("ca"), server.get("cert")
     if ca is not None and cert is None:
         ca.error("ca asks clients for certificates (mutual TLS), which needs the server's cert and key")
+    insecure = _get(server, "insecure", Value.boolean, False)
+    if address and value is not None and cert is None and not insecure and not _loopback(address):
+        value.error(f"{address} is reachable from other machines, and without TLS anyone there may call "
+                    "every function: set server.cert and server.key, or server.insecure: true to accept it")
+    token_value = server.get("token")
+    token = token_value.string() if token_value is not None else None
     return ServerConfig(
         address=address or "",
         ca=_get(server, "ca", _file, None),
         cert=_get(server, "cert", _file, None),
         key=_get(server, "key", _file, None),
+        insecure=insecure,
+        token=token,
     )
+
+
+def _loopback(address: str) -> bool:
+    """True for a unix socket or a loopback host (only this machine can connect)."""
+    if address.startswith("unix:"):
+        return True
+    host = address.rpartition(":")[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a name: it may resolve to anything
+        return False
 
 
 def _optional_text(value: Value) -> str | None:

@@ -29,9 +29,12 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
+from edgefn.manager import trailer
+from edgefn.manager.admission import Admission, running
+from edgefn.manager.auth import TokenAuth
 from edgefn.manager.config import ServerConfig
 from edgefn.manager.errors import EdgefnError
-from edgefn.manager.message import Call, envelope
+from edgefn.manager.message import Call, envelope_fields
 from edgefn.manager.router import Runner
 from edgefn.runtimes import faults
 from edgefn.runtimes.faults import Fault
@@ -77,6 +80,7 @@ class FunctionServer:
             _clear_stale_socket(self._socket, self.config.address)
         limit = max((r.message_max for r in self._runners.values()), default=DEFAULT_MESSAGE_MAX) + WIRE_OVERHEAD
         server = grpc.aio.server(
+            interceptors=[TokenAuth(self.config.token)] if self.config.token else [],
             options=[
                 ("grpc.max_send_message_length", limit),
                 ("grpc.max_receive_message_length", limit),
@@ -118,9 +122,12 @@ class FunctionServer:
         return grpc.ssl_server_credentials([(key, cert)], root_certificates=ca, require_client_auth=ca is not None)
 
     def _tls_note(self) -> str:
+        token = ", bearer token" if self.config.token else ""
         if self.config.ca is not None:
-            return " (mutual TLS)"
-        return " (TLS)" if self.config.cert is not None else ""
+            return f" (mutual TLS{token})"
+        if self.config.cert is not None:
+            return f" (TLS{token})"
+        return f" (no TLS: server.insecure{token})" if self.config.insecure else f" ({token[2:]})" if token else ""
 
     async def refresh(self) -> None:
         """Publish each function's health (after a hot reload changed the runners)."""
@@ -143,6 +150,7 @@ class _FunctionService(function_pb2_grpc.FunctionServicer):
 
     def __init__(self, runners: Mapping[str, Runner]) -> None:
         self._runners = runners
+        self._admission = Admission()
 
     async def Call(self, request: FunctionMessage, context: grpc.aio.ServicerContext) -> FunctionMessage:  # noqa: N802
         call = Call(
@@ -157,6 +165,13 @@ class _FunctionService(function_pb2_grpc.FunctionServicer):
         runner = self._runners.get(call.function)
         if runner is None:
             await _not_found(self._runners, call, context)
+        with self._admission.hold(call.function, running(runner)) as refused:
+            if refused is not None:
+                busy = Fault(faults.UNAVAILABLE_FAULT, refused, code=faults.RESOURCE_EXHAUSTED)
+                await _abort(context, call, busy, runner.runtime, runner.message_max, attempts=0)
+            return await self._call(runner, call, context)
+
+    async def _call(self, runner: Runner, call: Call, context: grpc.aio.ServicerContext) -> FunctionMessage:
         try:
             result = await runner.call(call)
         except Fault as fault:
@@ -187,8 +202,8 @@ async def _abort(
     *,
     attempts: int = 1,
 ) -> NoReturn:
-    body = envelope(call, fault, runtime=runtime, attempts=attempts, payload_max=payload_max)
-    await context.abort(_STATUS.get(fault.code, grpc.StatusCode.UNKNOWN), body.decode())
+    body = envelope_fields(call, fault, runtime=runtime, attempts=attempts, payload_max=payload_max)
+    await context.abort(_STATUS.get(fault.code, grpc.StatusCode.UNKNOWN), trailer.fit(body))
 
 
 class _Health(HealthServicer):

@@ -495,7 +495,7 @@ def test_paths_are_relative_to_the_config_file_not_the_working_directory(
      ("unix:///tmp/edgefn-test.sock", "unix:///tmp/edgefn-test.sock")],
 )
 def test_server_address_forms(project: Path, address: str, normalised: str) -> None:
-    config = load_config(write(project, FN + f"server: {{address: '{address}'}}\n"), {})
+    config = load_config(write(project, FN + f"server: {{address: '{address}', insecure: true}}\n"), {})
     assert config.server is not None and config.server.address == normalised
 
 
