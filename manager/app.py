@@ -183,7 +183,7 @@ class Manager:
         await asyncio.gather(*(hub.wait_ready() for hub, _ in self.connections.values()))
 
     async def _open(self, clientid: str, rules: list[RuleConfig]) -> None:
-        router = Router(self._routes(rules), name=clientid)
+        router = Router(self._routes(rules), name=clientid, message_max=self.config.hub.message_max)
         hub = Hub(self.config.hub, clientid, router.on_message, name=clientid)
         router.hub = hub
         await hub.__aenter__()

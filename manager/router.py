@@ -27,6 +27,8 @@ log = logging.getLogger("edgefn.router")
 # QoS 0 inputs beyond this many waiting calls of one function are dropped and
 # counted (SPEC §6): memory stays bounded when a function cannot keep up.
 QOS0_QUEUE_MAX = 1000
+# MQTT's largest payload: the default of hub.message.length.max.
+MQTT_MESSAGE_MAX = 268_435_455
 # Matching results are cached per concrete topic; the cache is bounded.
 MATCH_CACHE_MAX = 4096
 
@@ -102,8 +104,9 @@ def topic_matches(pattern: str, topic: str) -> bool:
 class Router:
     """Turns one connection's deliveries into calls and publishes the outcomes."""
 
-    def __init__(self, routes: Sequence[Route], name: str) -> None:
+    def __init__(self, routes: Sequence[Route], name: str, message_max: int = MQTT_MESSAGE_MAX) -> None:
         self.name = name
+        self.message_max = message_max  # hub.message.length.max: larger results are never published
         self._task_name = f"{name}:deliver"  # formatted once: on_message is the hot path
         self.hub: Hub | None = None
         self._routes = list(routes)
@@ -191,6 +194,10 @@ class Router:
                 return await self._publish_fault(delivery, route, runner, call, fault, attempts)
             if not result:
                 return True
+            if len(result) > self.message_max:  # the hub would drop it silently (MQTT 3.1.1 cannot say so)
+                fault = Fault(faults.MESSAGE_TOO_LARGE, f"result of {len(result)} bytes exceeds "
+                              f"hub.message.length.max ({self.message_max} bytes)")
+                return await self._publish_fault(delivery, route, runner, call, fault, attempts)
             return await self._publish(rule.publish.topic, result, min(delivery.qos, rule.publish.qos))
 
     async def _publish_fault(
@@ -201,7 +208,8 @@ class Router:
         log.warning(
             "%s: %s failed on %s: %s: %s", self.name, rule.function, delivery.topic, fault.error_type, fault.message
         )
-        body = envelope(call, fault, runtime=runner.runtime, attempts=attempts, payload_max=runner.message_max)
+        echo_max = min(runner.message_max or MQTT_MESSAGE_MAX, self.message_max // 2)  # base64 grows it by 4/3
+        body = envelope(call, fault, runtime=runner.runtime, attempts=attempts, payload_max=echo_max)
         return await self._publish(target.topic, body, min(delivery.qos, target.qos))
 
     async def _publish(self, topic: str, payload: bytes, qos: int) -> bool:
