@@ -42,7 +42,7 @@ async def test_a_result_over_hub_message_length_max_is_a_message_too_large_envel
     assert len(base64.b64decode(envelope["functionMessage"]["Payload"])) == 1024
 
 
-@pytest.mark.parametrize(("written", "expected"), [(None, 268_435_455), ("256m", 256 * 1024 * 1024), ("1k", 1024)])
+@pytest.mark.parametrize(("written", "expected"), [(None, 268_435_455), ("255m", 255 * 1024 * 1024), ("1k", 1024)])
 def test_hub_message_length_max_defaults_to_mqtts_largest(tmp_path: Path, written: str | None, expected: int) -> None:
     from edgefn.manager.config import load_config
 
