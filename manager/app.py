@@ -30,6 +30,7 @@ from edgefn.manager.config import Config, FunctionConfig, RuleConfig
 from edgefn.manager.errors import EdgefnError
 from edgefn.manager.hub import Hub, HubError
 from edgefn.manager.launch import LaunchError, runtime_argv
+from edgefn.manager.leftovers import private_dir
 from edgefn.manager.metrics import Metrics
 from edgefn.manager.pool import Pool
 from edgefn.manager.router import Route, Router, Runner
@@ -74,7 +75,7 @@ class Manager:
         self.server: FunctionServer | None = None
         self._prepare = prepare or (lambda function: function)
         self._broker: EmbeddedBroker | None = None
-        self._socket_dir = Path(tempfile.mkdtemp(prefix="edgefn-"))  # 0700: instances' sockets are private
+        self._socket_dir = private_dir()  # 0700: instances' sockets are private
         self._retiring: set[asyncio.Task[None]] = set()
 
     async def run(self, stop: asyncio.Event, ready: Callable[[], None] | None = None) -> None:

@@ -292,6 +292,8 @@ _NODE_HANDLER = re.compile(r"[^\s/][^\s]*\.[A-Za-z_$][\w$]*")
 # MQTT's largest payload; gRPC limits are set from it, so it must fit an int32 too.
 _MESSAGE_MAX = 268_435_455
 _MEMORY_MIN = 1024 * 1024
+# idletime and evicttime below this would spin the eviction loop (evicttime: 1ns took a core).
+_IDLE_MIN = 0.1
 
 
 def _functions(value: Value | None) -> tuple[tuple[FunctionConfig, ...], dict[str, Value]]:
@@ -411,14 +413,25 @@ def _instance(instance: Section | None, runtime: str | None) -> InstanceConfig:
         min=low,
         max=high,
         concurrency=_get(instance, "concurrency", lambda value: value.integer(1), 1),
-        idletime=_get(instance, "idletime", Value.duration, 600.0),
-        evicttime=_get(instance, "evicttime", Value.duration, 60.0),
+        idletime=_get(instance, "idletime", _at_least(_IDLE_MIN), 600.0),
+        evicttime=_get(instance, "evicttime", _at_least(_IDLE_MIN), 60.0),
         timeout=_get(instance, "timeout", Value.duration, 30.0),
         starttimeout=_get(instance, "starttimeout", Value.duration, 10.0),
         memory=_get(instance, "memory", _memory, None),
         message_max=message_max,
         backoff_max=_get(backoff, "max", Value.duration, 60.0),
     )
+
+
+def _at_least(low: float) -> Callable[[Value], float | None]:
+    """A duration reader refusing less than ``low`` seconds."""
+    def read(value: Value) -> float | None:
+        seconds = value.duration()
+        if seconds is not None and seconds < low:
+            value.error(f"must be at least {low * 1000:g}ms, got {value.text()!r}")
+            return None
+        return seconds
+    return read
 
 
 def _memory(value: Value) -> int | None:

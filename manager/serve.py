@@ -13,13 +13,12 @@ import logging
 import shutil
 import signal
 import sys
-import tempfile
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
 from edgefn.manager import logs
 from edgefn.manager.config import Config
 from edgefn.manager.errors import EdgefnError, user_errors
+from edgefn.manager.leftovers import private_dir
 
 log = logging.getLogger("edgefn.manager")
 
@@ -88,7 +87,7 @@ async def _develop(config: Config, stop: asyncio.Event) -> None:
     from edgefn.manager.app import Manager
     from edgefn.manager.reload import Reloader, Snapshots
 
-    root = Path(tempfile.mkdtemp(prefix="edgefn-dev-"))
+    root = private_dir("edgefn-dev-")
     try:
         snapshots = Snapshots(root)
         await asyncio.to_thread(lambda: [snapshots.take(function) for function in config.functions])
