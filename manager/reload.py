@@ -160,7 +160,7 @@ class Reloader:
             await self.manager.reconfigure(new, code_changed)
         except ReloadError as exc:
             await asyncio.to_thread(self.snapshots.discard)
-            log.error("reload failed, the last good version keeps serving:\n  %s", str(exc).replace("\n", "\n  "))
+            _log_lines("reload failed, the last good version keeps serving:", str(exc).splitlines())
             return
         self.snapshots.commit()
         # A replaced runner is gone within shutdown.timeout (see Manager._retire); then its copy can go.
@@ -170,7 +170,13 @@ class Reloader:
         try:
             return await asyncio.to_thread(load_config, current.path)
         except ConfigError as exc:
-            problems = "\n  ".join(str(problem) for problem in exc.problems)
-            log.error("%s has %d problem(s); the running config stays:\n  %s", current.path.name,
-                      len(exc.problems), problems)
+            _log_lines(f"{current.path.name} has {len(exc.problems)} problem(s); the running config stays:",
+                       [str(problem) for problem in exc.problems])
             return None
+
+
+def _log_lines(headline: str, lines: list[str]) -> None:
+    """One record per line: the log escapes newlines, so a multi-line message would become one long line."""
+    log.error("%s", headline)
+    for line in lines:
+        log.error("  %s", line)
