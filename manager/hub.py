@@ -457,10 +457,14 @@ def _tls_context(config: HubConfig) -> ssl.SSLContext:
     """The client TLS context: the system CAs or ``ca``; mutual with cert and key."""
     try:
         ctx = ssl.create_default_context(cafile=str(config.ca) if config.ca else None)
+    except (OSError, ssl.SSLError) as exc:
+        raise HubError(f"hub.ca {config.ca}: TLS cannot use it as a CA certificate (PEM expected): {exc}") from None
+    try:
         if config.cert is not None:
             ctx.load_cert_chain(config.cert, config.key)
     except (OSError, ssl.SSLError) as exc:
-        raise HubError(f"hub TLS setup failed: {exc}") from exc
+        raise HubError(f"hub.cert {config.cert} with hub.key {config.key}: TLS cannot use them (a PEM certificate "
+                       f"and its matching key expected): {exc}") from None
     return ctx
 
 

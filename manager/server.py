@@ -16,6 +16,7 @@ import contextlib
 import logging
 import os
 import socket
+import ssl
 import stat
 import time
 import uuid
@@ -119,6 +120,7 @@ class FunctionServer:
             raise ServerError("server.cert and server.key go together: TLS needs both")
         cert, key = _read(config.cert, "server.cert"), _read(config.key, "server.key")
         ca = _read(config.ca, "server.ca") if config.ca is not None else None
+        _check_pem(config)  # grpc would only say that it cannot listen
         return grpc.ssl_server_credentials([(key, cert)], root_certificates=ca, require_client_auth=ca is not None)
 
     def _tls_note(self) -> str:
@@ -284,6 +286,21 @@ def _why_not(address: str) -> str:
         except OSError as exc:
             return exc.strerror or str(exc)
     return "grpc refused it (GRPC_VERBOSITY=debug shows why)"
+
+
+def _check_pem(config: ServerConfig) -> None:
+    """Raise ServerError naming the key when the TLS files are not PEM or do not match."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_cert_chain(config.cert, config.key)  # type: ignore[arg-type]
+    except (OSError, ssl.SSLError) as exc:
+        raise ServerError(f"server.cert {config.cert} with server.key {config.key}: not a PEM certificate "
+                          f"and its matching key: {exc}") from None
+    if config.ca is not None:
+        try:
+            context.load_verify_locations(cafile=config.ca)
+        except (OSError, ssl.SSLError) as exc:
+            raise ServerError(f"server.ca {config.ca}: not a PEM CA certificate: {exc}") from None
 
 
 def _read(path: Path, what: str) -> bytes:
