@@ -89,7 +89,10 @@ def test_one_signal_stops_a_manager_that_never_reached_its_hub(tmp_path: Path, s
     with ManagerProcess(path) as manager:
         manager.wait_for_log("reconnecting in", timeout=30)
         manager.process.send_signal(signum)
-        code = manager.process.wait(10)  # one signal is enough, promptly
+        try:
+            code = manager.process.wait(10)  # one signal is enough, promptly
+        except subprocess.TimeoutExpired:
+            raise AssertionError(manager.log) from None
         manager._reader.join(5)
     assert code == 0, manager.log
     assert "stopped" in manager.log and "Traceback" not in manager.log
