@@ -84,7 +84,7 @@ def test_one_signal_stops_a_manager_that_never_reached_its_hub(tmp_path: Path, s
     path = write_config(tmp_path, {
         "hub": {"address": f"tcp://127.0.0.1:{port}"},
         "rules": [{"subscribe": {"topic": "t", "qos": 1}, "function": {"name": "hi"}, "publish": {"topic": "o"}}],
-        "functions": [python_function("hi", "e2e", "index.echo", instance={"min": 1})],
+        "functions": [python_function("hi", "e2e", "index.echo")],
     })
     with ManagerProcess(path) as manager:
         manager.wait_for_log("reconnecting in", timeout=30)
@@ -102,8 +102,9 @@ def test_one_signal_stops_a_manager_that_never_reached_its_hub(tmp_path: Path, s
 def test_tls_files_that_are_not_pem_fail_in_one_line_naming_the_key(tmp_path: Path, section: str, key: str) -> None:
     (tmp_path / "junk.pem").write_text("not a certificate\n")
     document: dict = {"functions": [{"name": "f", "runtime": "sql", "handler": "select *"}]}
-    if section == "hub":
+    if section == "hub":  # a rule, so that there is a connection to make
         document["hub"] = {"address": "ssl://127.0.0.1:1", "ca": "junk.pem"}
+        document["rules"] = [{"subscribe": {"topic": "t"}, "function": {"name": "f"}, "publish": {"topic": "o"}}]
     else:
         document["hub"] = {"embedded": {"port": free_port()}}
         document["server"] = {"address": "127.0.0.1:0", "cert": "junk.pem", "key": "junk.pem"}
