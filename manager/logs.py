@@ -35,6 +35,8 @@ _CONTROLS = [*range(0x00, 0x09), *range(0x0A, 0x20), *range(0x7F, 0xA0), 0x2028,
 _ESCAPES = str.maketrans({code: _NAMED.get(chr(code), f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
                           for code in _CONTROLS})
 _ESCAPES_KEEP_NEWLINES = {code: escape for code, escape in _ESCAPES.items() if code != ord("\n")}
+# JSON escapes C0 controls itself; these it leaves raw, and a terminal may still act on them.
+_JSON_ESCAPES = str.maketrans({code: f"\\u{code:04x}" for code in [*range(0x7F, 0xA0), 0x2028, 0x2029]})
 
 
 class LogError(EdgefnError):
@@ -87,7 +89,8 @@ class JsonFormatter(logging.Formatter):
         }
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
-        return orjson.dumps(entry).decode()
+        line = orjson.dumps(entry).decode()
+        return line if line.isprintable() else line.translate(_JSON_ESCAPES)
 
 
 def configure(config: LoggerConfig | None = None, *, level: str | None = None) -> None:

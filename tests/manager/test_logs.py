@@ -127,3 +127,9 @@ def test_a_long_line_is_cut_to_the_width_saying_so(relay) -> None:
 
 def test_the_defaults_bound_a_flood() -> None:
     assert logs.OUTPUT_LINES_PER_SECOND * logs.OUTPUT_LINE_MAX <= 1024 * 1024
+
+
+def test_json_lines_also_escape_what_json_leaves_raw() -> None:
+    record = logging.LogRecord("edgefn.x", logging.INFO, __file__, 1, "c1\x9b[2J del\x7f sep\u2028 ok é", None, None)
+    line = logs.JsonFormatter().format(record)
+    assert line.isprintable() and orjson.loads(line)["msg"] == "c1\x9b[2J del\x7f sep\u2028 ok é"
