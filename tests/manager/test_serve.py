@@ -84,7 +84,7 @@ def test_one_signal_stops_a_manager_that_never_reached_its_hub(tmp_path: Path, s
     path = write_config(tmp_path, {
         "hub": {"address": f"tcp://127.0.0.1:{port}"},
         "rules": [{"subscribe": {"topic": "t", "qos": 1}, "function": {"name": "hi"}, "publish": {"topic": "o"}}],
-        "functions": [python_function("hi", "e2e", "index.echo")],
+        "functions": [python_function("hi", "e2e", "index.echo", instance={"min": 1})],  # a warm instance too
     })
     with ManagerProcess(path) as manager:
         manager.wait_for_log("reconnecting in", timeout=30)
