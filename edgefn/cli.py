@@ -68,7 +68,7 @@ def _load(path: str) -> object | None:
 
 def _run(args: argparse.Namespace) -> int:
     config = _load(args.config)
-    if config is None or not _sql_compiles(args.config, config):
+    if config is None or not _startable(args.config, config):
         return EXIT_PROBLEMS
     from edgefn.manager.serve import serve
 
@@ -77,26 +77,18 @@ def _run(args: argparse.Namespace) -> int:
 
 def _dev(args: argparse.Namespace) -> int:
     config = _load(args.config)
-    if config is None or not _sql_compiles(args.config, config):
+    if config is None or not _startable(args.config, config):
         return EXIT_PROBLEMS
     from edgefn.manager.serve import serve
 
     return serve(config, dev=True)  # type: ignore[arg-type]
 
 
-def _sql_compiles(path: str, config: object) -> bool:
-    """Say, as ``check`` would, which SQL statements do not compile (``run`` would die of them)."""
-    from edgefn.manager.config import Config
-    from edgefn.runtimes.sql import SqlError, SqlFunction
+def _startable(path: str, config: object) -> bool:
+    """Say, as ``check`` would, what ``run`` would die of at start-up (SQL, TLS files); True if nothing."""
+    from edgefn.manager.preflight import sql_problems, tls_problems
 
-    assert isinstance(config, Config)
-    problems = []
-    for function in config.functions:
-        if function.runtime == "sql":
-            try:
-                SqlFunction.compile(function.name, function.handler)
-            except SqlError as exc:
-                problems.append(f"functions: {function.name}: {exc}")
+    problems = sql_problems(config) + tls_problems(config)  # type: ignore[arg-type]
     for problem in problems:
         print(f"edgefn: {path}: {problem}", file=sys.stderr)
     return not problems
@@ -110,7 +102,10 @@ def _check(args: argparse.Namespace) -> int:
     config = _load(args.config)
     if config is None:
         return EXIT_PROBLEMS
-    problems = asyncio.run(check_functions(config))  # type: ignore[arg-type]
+    problems: list[object] = [*asyncio.run(check_functions(config))]  # type: ignore[arg-type]
+    from edgefn.manager.preflight import tls_problems
+
+    problems += tls_problems(config)  # type: ignore[arg-type]
     if problems:
         print(f"edgefn: {args.config} has {len(problems)} problem(s):", file=sys.stderr)
         for problem in problems:

@@ -163,7 +163,7 @@ class Hub:
 
     async def __aenter__(self) -> Self:
         if self._config.scheme in ("ssl", "wss"):
-            self._tls = await asyncio.to_thread(_tls_context, self._config)
+            self._tls = await asyncio.to_thread(tls_context, self._config)
         self._stop = asyncio.get_running_loop().create_future()
         self._task = asyncio.create_task(self._run(), name=f"hub:{self.name}")
         return self
@@ -453,7 +453,7 @@ class Hub:
         return f"{c.scheme}://{c.host}:{c.port}{path}"
 
 
-def _tls_context(config: HubConfig) -> ssl.SSLContext:
+def tls_context(config: HubConfig) -> ssl.SSLContext:
     """The client TLS context: the system CAs or ``ca``; mutual with cert and key."""
     try:
         ctx = ssl.create_default_context(cafile=str(config.ca) if config.ca else None)

@@ -120,7 +120,7 @@ class FunctionServer:
             raise ServerError("server.cert and server.key go together: TLS needs both")
         cert, key = _read(config.cert, "server.cert"), _read(config.key, "server.key")
         ca = _read(config.ca, "server.ca") if config.ca is not None else None
-        _check_pem(config)  # grpc would only say that it cannot listen
+        check_pem(config)  # grpc would only say that it cannot listen
         return grpc.ssl_server_credentials([(key, cert)], root_certificates=ca, require_client_auth=ca is not None)
 
     def _tls_note(self) -> str:
@@ -288,7 +288,7 @@ def _why_not(address: str) -> str:
     return "grpc refused it (GRPC_VERBOSITY=debug shows why)"
 
 
-def _check_pem(config: ServerConfig) -> None:
+def check_pem(config: ServerConfig) -> None:
     """Raise ServerError naming the key when the TLS files are not PEM or do not match."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     try:

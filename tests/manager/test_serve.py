@@ -98,8 +98,10 @@ def test_one_signal_stops_a_manager_that_never_reached_its_hub(tmp_path: Path, s
     assert "stopped" in manager.log and "Traceback" not in manager.log
 
 
+@pytest.mark.parametrize("command", ["check", "run", "dev"])
 @pytest.mark.parametrize(("section", "key"), [("hub", "hub.ca"), ("server", "server.cert")])
-def test_tls_files_that_are_not_pem_fail_in_one_line_naming_the_key(tmp_path: Path, section: str, key: str) -> None:
+def test_tls_files_that_are_not_pem_fail_in_one_line_naming_the_key(tmp_path: Path, section: str, key: str,
+                                                                     command: str) -> None:
     (tmp_path / "junk.pem").write_text("not a certificate\n")
     document: dict = {"functions": [{"name": "f", "runtime": "sql", "handler": "select *"}]}
     if section == "hub":  # a rule, so that there is a connection to make
@@ -108,5 +110,6 @@ def test_tls_files_that_are_not_pem_fail_in_one_line_naming_the_key(tmp_path: Pa
     else:
         document["hub"] = {"embedded": {"port": free_port()}}
         document["server"] = {"address": "127.0.0.1:0", "cert": "junk.pem", "key": "junk.pem"}
-    done = edgefn("run", str(write_config(tmp_path, document)))
+    done = edgefn(command, str(write_config(tmp_path, document)))
     assert_clean_failure(done, key, "PEM")
+    assert "edgefn ready" not in done.stderr
