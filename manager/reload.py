@@ -23,6 +23,7 @@ from watchfiles import DefaultFilter, awatch
 
 from edgefn.manager.app import Manager, ReloadError
 from edgefn.manager.config import Config, ConfigError, FrozenEnv, FunctionConfig, load_config
+from edgefn.manager.errors import EdgefnError
 
 log = logging.getLogger("edgefn.reload")
 
@@ -128,6 +129,8 @@ class Reloader:
             async for changes in awatch(*roots, watch_filter=ChangeFilter(), debounce=DEBOUNCE_MS, step=STEP_MS):
                 try:
                     await self.apply({Path(path) for _, path in changes})
+                except EdgefnError as exc:  # e.g. a hub TLS file that is not PEM: its message says it all
+                    log.error("reload failed: %s; what was applied stays (save again to retry)", exc)
                 except Exception:  # the watcher's failure would cancel the manager it runs beside
                     log.exception("reload failed unexpectedly; what was applied stays (save again to retry)")
                 if self._roots() != roots:
