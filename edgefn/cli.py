@@ -75,7 +75,7 @@ def _load(path: str) -> object | None:
 
 def _run(args: argparse.Namespace) -> int:
     config = _load(args.config)
-    if config is None:
+    if config is None or not _startable(args.config, config):
         return EXIT_PROBLEMS
     from edgefn.manager.serve import serve
 
@@ -84,11 +84,21 @@ def _run(args: argparse.Namespace) -> int:
 
 def _dev(args: argparse.Namespace) -> int:
     config = _load(args.config)
-    if config is None:
+    if config is None or not _startable(args.config, config):
         return EXIT_PROBLEMS
     from edgefn.manager.serve import serve
 
     return serve(config, dev=True)  # type: ignore[arg-type]
+
+
+def _startable(path: str, config: object) -> bool:
+    """Say, as ``check`` would, what ``run`` would die of at start-up (SQL, TLS files); True if nothing."""
+    from edgefn.manager.preflight import sql_problems, tls_problems
+
+    problems = sql_problems(config) + tls_problems(config)  # type: ignore[arg-type]
+    for problem in problems:
+        print(f"edgefn: {path}: {problem}", file=sys.stderr)
+    return not problems
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -99,7 +109,10 @@ def _check(args: argparse.Namespace) -> int:
     config = _load(args.config)
     if config is None:
         return EXIT_PROBLEMS
-    problems = asyncio.run(check_functions(config))  # type: ignore[arg-type]
+    problems: list[object] = [*asyncio.run(check_functions(config))]  # type: ignore[arg-type]
+    from edgefn.manager.preflight import tls_problems
+
+    problems += tls_problems(config)  # type: ignore[arg-type]
     if problems:
         print(f"edgefn: {args.config} has {len(problems)} problem(s):", file=sys.stderr)
         for problem in problems:

@@ -18,22 +18,22 @@ import asyncio
 import contextlib
 import logging
 import shutil
-import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from datetime import datetime
-from pathlib import Path
 
 from edgefn.manager import logs
 from edgefn.manager.broker import EmbeddedBroker
 from edgefn.manager.config import Config, FunctionConfig, RuleConfig
 from edgefn.manager.hub import Hub, HubError
+from edgefn.manager.leftovers import private_dir
 from edgefn.manager.metrics import Metrics
 from edgefn.manager.router import Route, Router
 from edgefn.manager.runners import ReloadError, RunnerTable
 from edgefn.manager.scheduler import Scheduler, scheduled_call
 from edgefn.manager.server import FunctionServer
+from edgefn.manager.stopping import unless_stopped
 
 __all__ = ["Manager", "ReloadError"]
 
@@ -59,7 +59,7 @@ class Manager:
     def __init__(self, config: Config, *, prepare: Callable[[FunctionConfig], FunctionConfig] | None = None) -> None:
         self.config = config
         self.metrics = Metrics()
-        self._socket_dir = Path(tempfile.mkdtemp(prefix="edgefn-"))  # 0700: instances' sockets are private
+        self._socket_dir = private_dir()  # 0700: instances' sockets are private
         self.runners = RunnerTable(socket_dir=self._socket_dir, metrics=self.metrics,
                                    grace=config.shutdown.timeout, prepare=prepare)
         self.runners.on_removed = self._refresh_server
@@ -72,26 +72,31 @@ class Manager:
     async def run(self, stop: asyncio.Event, ready: Callable[[], None] | None = None) -> None:
         """Run until ``stop`` is set, then shut down gracefully."""
         async with contextlib.AsyncExitStack() as stack:
-            stack.callback(shutil.rmtree, self._socket_dir, True)
-            stack.push_async_callback(self._stop_broker)
-            await self._start_broker()
-            stack.push_async_callback(self.runners.stop)
-            await self.runners.start(self.config.functions)
-            stack.push_async_callback(self._stop_server)  # before the runners: no call lands on a stopping pool
-            await self._start_server()
-            stack.push_async_callback(self._disconnect_all)
-            await self._connect_all()
-            stack.push_async_callback(self._stop_scheduler)
-            self._start_scheduler()
-            status = asyncio.create_task(self.metrics.log_status(STATUS_INTERVAL), name="status")
-            stack.callback(status.cancel)
-            log.info("edgefn ready")
-            if ready is not None:
-                ready()
-            await stop.wait()
+            # A signal while starting (a hub that never answers, slow instances) stops it: the
+            # stack undoes what did start.
+            if await unless_stopped(self._start(stack), stop):
+                status = asyncio.create_task(self.metrics.log_status(STATUS_INTERVAL), name="status")
+                stack.callback(status.cancel)
+                log.info("edgefn ready")
+                if ready is not None:
+                    ready()
+                await stop.wait()
             log.info("stopping: draining work in flight (up to %gs)", self.config.shutdown.timeout)
             await self._stop_scheduler()  # no new fire while the rest drains
             await self._drain_all(self.config.shutdown.timeout)
+
+    async def _start(self, stack: contextlib.AsyncExitStack) -> None:
+        stack.callback(shutil.rmtree, self._socket_dir, True)
+        stack.push_async_callback(self._stop_broker)
+        await self._start_broker()
+        stack.push_async_callback(self.runners.stop)
+        await self.runners.start(self.config.functions)
+        stack.push_async_callback(self._stop_server)  # before the runners: no call lands on a stopping pool
+        await self._start_server()
+        stack.push_async_callback(self._disconnect_all)
+        await self._connect_all()
+        stack.push_async_callback(self._stop_scheduler)
+        self._start_scheduler()
 
     # -- broker and server -----------------------------------------------------
 
@@ -132,7 +137,7 @@ class Manager:
         await asyncio.gather(*(hub.wait_ready() for hub, _ in self.connections.values()))
 
     async def _open(self, clientid: str, rules: list[RuleConfig]) -> None:
-        router = Router(self._routes(rules), name=clientid)
+        router = Router(self._routes(rules), name=clientid, message_max=self.config.hub.message_max)
         hub = Hub(self.config.hub, clientid, router.on_message, name=clientid)
         router.hub = hub
         await hub.__aenter__()

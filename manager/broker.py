@@ -32,6 +32,8 @@ import sys
 from types import TracebackType
 from typing import Any, Self
 
+from edgefn.manager.errors import EdgefnError
+
 log = logging.getLogger("edgefn.broker")
 
 HOST = "127.0.0.1"
@@ -39,7 +41,7 @@ START_TIMEOUT = 20.0  # importing amqtt and binding; seconds
 STOP_TIMEOUT = 5.0
 
 
-class BrokerError(Exception):
+class BrokerError(EdgefnError):
     """The embedded broker could not start (or died)."""
 
     def __init__(self, message: str, *, port: int, in_use: bool = False) -> None:

@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import sys
 import tempfile
 import time
@@ -29,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from edgefn.manager.config import Config, FunctionConfig
+from edgefn.manager.errors import EdgefnError
 from edgefn.manager.message import Call, envelope
 from edgefn.manager.units import parse_duration
 from edgefn.runtimes import faults
@@ -47,7 +49,7 @@ DEFAULT_TIMEOUT = 30.0
 STOP_GRACE = 5.0
 
 
-class UsageError(Exception):
+class UsageError(EdgefnError):
     """Exit 2: bad usage, a transport failure, an unknown function, a bad config."""
 
 
@@ -82,6 +84,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--ca", type=Path, help="TLS: the CA that signed the server's certificate")
     parser.add_argument("--cert", type=Path, help="mutual TLS: this client's certificate (with --key)")
     parser.add_argument("--key", type=Path, help="mutual TLS: this client's private key (with --cert)")
+    parser.add_argument("--token", default=os.environ.get("EDGEFN_TOKEN") or None,
+                        help="the server's bearer token (server.token; default: $EDGEFN_TOKEN)")
     parser.set_defaults(handler=run)
     return parser
 
@@ -158,7 +162,8 @@ def _call_remote(args: argparse.Namespace, call: Call) -> bytes:
     )
     with channel:
         try:
-            reply = function_pb2_grpc.FunctionStub(channel).Call(request, timeout=args.timeout)
+            metadata = [("authorization", f"Bearer {args.token}")] if args.token else None
+            reply = function_pb2_grpc.FunctionStub(channel).Call(request, timeout=args.timeout, metadata=metadata)
         except grpc.RpcError as exc:
             raise _failure(call, exc.code(), exc.details(), address, args.timeout) from None  # type: ignore[attr-defined]
     return bytes(reply.Payload)
@@ -208,10 +213,16 @@ def _failure(call: Call, code: Any, details: str | None, address: str, timeout: 
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         fault = Fault(faults.TIMEOUT, f"{call.function} did not answer within --timeout ({timeout:g}s)")
         return CallFailed(failure_envelope(call, fault))
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED and "metadata" in (details or "").lower():
+        # The function failed, but its envelope did not fit gRPC's metadata: not a size problem of the call.
+        lost = Fault(faults.UNKNOWN_FAULT, f"{call.function} failed, and its error details were lost: {details}")
+        return CallFailed(failure_envelope(call, lost))
     if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
         return CallFailed(failure_envelope(call, Fault(faults.MESSAGE_TOO_LARGE, details or "message too large")))
     if code == grpc.StatusCode.UNAVAILABLE:
         return UsageError(f"cannot reach {address}: {details}")
+    if code == grpc.StatusCode.UNAUTHENTICATED:
+        return UsageError(f"{address} refused the call: {details} (edgefn call --token, or $EDGEFN_TOKEN)")
     return UsageError(f"{address} answered {code.name}: {details}")
 
 

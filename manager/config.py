@@ -25,9 +25,11 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from .topics import Template, TemplateError, compile_template
+from edgefn.wire.limits import MQTT_MESSAGE_MAX
+
 from .schedule import Schedule
 from .timefilter import TimeFilter
+from .topics import Template, TemplateError, compile_template
 from .units import parse_duration, parse_size
 from .yamldoc import ConfigError, Document, Problem, Value, compose
 
@@ -36,6 +38,10 @@ __all__ = [
     "LoggerConfig", "Problem", "RuleConfig", "ServerConfig", "ShutdownConfig",
     "StatusConfig", "TopicConfig", "load_config", "parse_duration", "parse_size",
 ]
+
+# The largest config file read: thousands of rules fit; PyYAML reads about 2 MB a second.
+CONFIG_MAX = 4 * 1024 * 1024
+
 
 class FrozenEnv(Mapping[str, str]):
     """A read-only, hashable mapping of environment variables."""
@@ -99,6 +105,7 @@ class HubConfig:
     interval: float = 60.0  # max reconnect backoff
     embedded_port: int = 1883  # hub.embedded.port
     status: StatusConfig | None = None  # hub.status: presence; None → off
+    message_max: int = MQTT_MESSAGE_MAX  # hub.message.length.max: the largest payload the hub takes (MQTT's most)
 
     @property
     def embedded(self) -> bool:
@@ -118,6 +125,12 @@ class ServerConfig:
     ca: Path | None = None  # with cert/key: mutual TLS
     cert: Path | None = None
     key: Path | None = None
+    insecure: bool = False  # allows a non-loopback address without TLS
+    token: str | None = None  # when set, every call but health needs "authorization: Bearer <token>"
+
+    def __repr__(self) -> str:  # never print the token
+        token = "***" if self.token else None
+        return f"ServerConfig(address={self.address!r}, cert={self.cert!r}, insecure={self.insecure}, token={token})"
 
 
 @dataclass(frozen=True)
@@ -233,10 +246,12 @@ def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None 
     shown = os.fspath(path)
     absolute = Path(shown).expanduser().resolve()
     try:
-        text = absolute.read_text(encoding="utf-8")
+        text = _read(absolute)
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise ConfigError([Problem("", None, f"cannot read the config file: {reason}", shown)]) from exc
+    except ValueError as exc:
+        raise ConfigError([Problem("", None, str(exc), shown)]) from None
     doc = Document(shown, absolute.parent, os.environ if environ is None else environ)
     node = compose(text, doc)
     config = None
@@ -250,6 +265,16 @@ def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None 
     if doc.problems or config is None:
         raise ConfigError(_by_line(doc.problems), _by_line(doc.warnings))
     return replace(config, warnings=_by_line(doc.warnings))
+
+
+def _read(path: Path) -> str:
+    """The file's text; ValueError past ``CONFIG_MAX`` (PyYAML would take minutes, and memory)."""
+    with path.open("rb") as file:
+        data = file.read(CONFIG_MAX + 1)
+    if len(data) > CONFIG_MAX:
+        raise ValueError(f"the config file is larger than {CONFIG_MAX // (1024 * 1024)} MiB; "
+                         "is it the right file?")
+    return data.decode("utf-8")
 
 
 def _by_line(problems: list[Problem]) -> tuple[Problem, ...]:

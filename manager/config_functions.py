@@ -13,9 +13,12 @@ from __future__ import annotations
 import difflib
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
+
+from edgefn.wire.limits import DEFAULT_MESSAGE_MAX, MQTT_MESSAGE_MAX
 
 from .config import FrozenEnv, FunctionConfig, InstanceConfig
 from .runners import KINDS, RuntimeKind, alias
@@ -34,8 +37,8 @@ _INSTANCE_KEYS = ("min", "max", "concurrency", "idletime", "evicttime", "timeout
                   "starttimeout", "memory", "message", "backoff")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-# MQTT's largest payload; gRPC limits are set from it, so it must fit an int32 too.
-_MESSAGE_MAX = 268_435_455
+# idletime and evicttime below this would spin the eviction loop (evicttime: 1ns took a core).
+_IDLE_MIN = 0.1
 _MEMORY_MIN = 1024 * 1024
 
 
@@ -195,7 +198,7 @@ def _instance(instance: Section | None, kind: RuntimeKind | None) -> InstanceCon
         return InstanceConfig()
     message = instance.section("message", ("length",), example="{length: {max: 4m}}")
     length = message.section("length", ("max",), example="{max: 4m}") if message else None
-    message_max = read_key(length, "max", lambda value: value.size(1, _MESSAGE_MAX), 4 * 1024 * 1024)
+    message_max = read_key(length, "max", lambda value: value.size(1, MQTT_MESSAGE_MAX), DEFAULT_MESSAGE_MAX)
     if kind is not None and kind.in_process:
         for key, value in instance.entries.items():
             if key != "message":
@@ -210,14 +213,25 @@ def _instance(instance: Section | None, kind: RuntimeKind | None) -> InstanceCon
         min=low,
         max=high,
         concurrency=read_key(instance, "concurrency", lambda value: value.integer(1), 1),
-        idletime=read_key(instance, "idletime", Value.duration, 600.0),
-        evicttime=read_key(instance, "evicttime", Value.duration, 60.0),
+        idletime=read_key(instance, "idletime", _at_least(_IDLE_MIN), 600.0),
+        evicttime=read_key(instance, "evicttime", _at_least(_IDLE_MIN), 60.0),
         timeout=read_key(instance, "timeout", Value.duration, 30.0),
         starttimeout=read_key(instance, "starttimeout", Value.duration, 10.0),
         memory=read_key(instance, "memory", _memory, None),
         message_max=message_max,
         backoff_max=read_key(backoff, "max", Value.duration, 60.0),
     )
+
+
+def _at_least(low: float) -> Callable[[Value], float | None]:
+    """A duration reader refusing less than ``low`` seconds."""
+    def read(value: Value) -> float | None:
+        seconds = value.duration()
+        if seconds is not None and seconds < low:
+            value.error(f"must be at least {low * 1000:g}ms, got {value.text()!r}")
+            return None
+        return seconds
+    return read
 
 
 def _memory(value: Value) -> int | None:

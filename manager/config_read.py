@@ -9,6 +9,7 @@ escapes. Bounds and defaults are Baetyl's (SPEC §3).
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -22,6 +23,8 @@ from .config_functions import read_functions
 from .config_schedule import read_scheduled
 from .topics import CLIENTID, Template, TemplateError, compile_template, filter_depth, invalid_topic
 from .yamldoc import Section, Value, items_of, read_key
+from .logs import unwritable
+from edgefn.wire.limits import MQTT_MESSAGE_MAX
 
 
 def read_config(root: Value, path: Path) -> Config | None:
@@ -49,13 +52,13 @@ def read_config(root: Value, path: Path) -> Config | None:
 
 _TOP_KEYS = ("hub", "server", "rules", "functions", "logger", "shutdown")
 _HUB_KEYS = ("address", "username", "password", "ca", "cert", "key", "clientid",
-             "keepalive", "cleansession", "interval", "embedded", "status")
+             "keepalive", "cleansession", "interval", "embedded", "status", "message")
 _HUB_BAETYL = {
     "timeout": "edgefn retries a connection with backoff up to hub.interval",
     "validatesubs": "edgefn always checks that its subscriptions were granted",
     "buffersize": "edgefn bounds its queues itself",
 }
-_SERVER_KEYS = ("address", "ca", "cert", "key")
+_SERVER_KEYS = ("address", "ca", "cert", "key", "insecure", "token")
 _MQTT_KEEPALIVE_MAX = 65535.0
 
 
@@ -91,6 +94,7 @@ def _hub(hub: Section | None) -> HubConfig:
         interval=read_key(hub, "interval", Value.duration, 60.0),
         embedded_port=port,
         status=_status(hub.get("status")),
+        message_max=_hub_message_max(hub),
     )
 
 
@@ -128,6 +132,13 @@ def _status(value: Value | None) -> StatusConfig | None:
 def _payload(value: Value) -> bytes | None:
     text = value.string(empty_ok=True)
     return None if text is None else text.encode()
+
+
+def _hub_message_max(hub: Section) -> int:
+    """hub.message.length.max: results larger than this become Runtime.MessageTooLarge envelopes."""
+    message = hub.section("message", ("length",), example="{length: {max: 256m}}")
+    length = message.section("length", ("max",), example="{max: 256m}") if message else None
+    return read_key(length, "max", lambda value: value.size(1024, MQTT_MESSAGE_MAX), MQTT_MESSAGE_MAX)
 
 
 def _hub_address(value: Value, address: str) -> HubAddress | None:
@@ -178,12 +189,33 @@ def _server(server: Section | None) -> ServerConfig | None:
     ca, cert = server.get("ca"), server.get("cert")
     if ca is not None and cert is None:
         ca.error("ca asks clients for certificates (mutual TLS), which needs the server's cert and key")
+    insecure = read_key(server, "insecure", Value.boolean, False)
+    if address and value is not None and cert is None and not insecure and not _loopback(address):
+        value.error(f"{address} is reachable from other machines, and without TLS anyone there may call "
+                    "every function: set server.cert and server.key, or server.insecure: true to accept it")
+    token_value = server.get("token")
+    token = token_value.string() if token_value is not None else None
     return ServerConfig(
         address=address or "",
         ca=read_key(server, "ca", _file, None),
         cert=read_key(server, "cert", _file, None),
         key=read_key(server, "key", _file, None),
+        insecure=insecure,
+        token=token,
     )
+
+
+def _loopback(address: str) -> bool:
+    """True for a unix socket or a loopback host (only this machine can connect)."""
+    if address.startswith("unix:"):
+        return True
+    host = address.rpartition(":")[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a name: it may resolve to anything
+        return False
 
 
 def _optional_text(value: Value) -> str | None:
@@ -333,6 +365,8 @@ def _logger(logger: Section | None) -> LoggerConfig:
     path = None
     if path_value is not None and path_value.string(empty_ok=True):
         path = path_value.path_value("any")
+        if path is not None and (why := unwritable(path)) is not None:
+            path_value.error(f"cannot write a log file at {path}: {why}")
     return LoggerConfig(
         level=read_key(logger, "level", lambda value: value.choice(("debug", "info", "warn", "error")), "info"),
         format=read_key(logger, "format", lambda value: value.choice(("text", "json")), "text"),

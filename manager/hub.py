@@ -52,6 +52,8 @@ import aiomqtt
 import paho.mqtt.client as paho
 from paho.mqtt.reasoncodes import ReasonCode
 
+from edgefn.manager.errors import EdgefnError
+
 if TYPE_CHECKING:
     from edgefn.manager.config import HubConfig
 
@@ -65,7 +67,7 @@ _SUCCESS = paho.MQTT_ERR_SUCCESS
 _TRANSPORTS = {"tcp": "tcp", "ssl": "tcp", "ws": "websockets", "wss": "websockets"}
 
 
-class HubError(Exception):
+class HubError(EdgefnError):
     """A hub operation failed."""
 
 
@@ -175,7 +177,7 @@ class Hub:
 
     async def __aenter__(self) -> Self:
         if self._config.scheme in ("ssl", "wss"):
-            self._tls = await asyncio.to_thread(_tls_context, self._config)
+            self._tls = await asyncio.to_thread(tls_context, self._config)
         self._stop = asyncio.get_running_loop().create_future()
         self._task = asyncio.create_task(self._run(), name=f"hub:{self.name}")
         return self
@@ -513,14 +515,18 @@ def _complete_unknown_pubrel(client: paho.Client) -> None:
     client._handle_pubrel = handle_pubrel  # type: ignore[method-assign]  # noqa: SLF001
 
 
-def _tls_context(config: HubConfig) -> ssl.SSLContext:
+def tls_context(config: HubConfig) -> ssl.SSLContext:
     """The client TLS context: the system CAs or ``ca``; mutual with cert and key."""
     try:
         ctx = ssl.create_default_context(cafile=str(config.ca) if config.ca else None)
+    except (OSError, ssl.SSLError) as exc:
+        raise HubError(f"hub.ca {config.ca}: TLS cannot use it as a CA certificate (PEM expected): {exc}") from None
+    try:
         if config.cert is not None:
             ctx.load_cert_chain(config.cert, config.key)
     except (OSError, ssl.SSLError) as exc:
-        raise HubError(f"hub TLS setup failed: {exc}") from exc
+        raise HubError(f"hub.cert {config.cert} with hub.key {config.key}: TLS cannot use them (a PEM certificate "
+                       f"and its matching key expected): {exc}") from None
     return ctx
 
 

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from edgefn.manager.config import FunctionConfig
+from edgefn.manager.errors import EdgefnError
 
 NODE_ENTRY = Path(__file__).resolve().parent.parent / "runtimes" / "node" / "index.js"
 NODE_MIN_MAJOR = 18
@@ -23,7 +24,7 @@ NODE_MIN_MAJOR = 18
 BASE_KEYS = ("PATH", "HOME", "LANG", "TZ", "TMPDIR")
 
 
-class LaunchError(Exception):
+class LaunchError(EdgefnError):
     """A runtime cannot be launched on this machine (e.g. node is missing)."""
 
 

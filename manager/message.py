@@ -63,13 +63,23 @@ def envelope(
     payload_max: int | None = None,
 ) -> bytes:
     """The JSON error envelope published for a failed call (SPEC §7)."""
-    return orjson.dumps(
-        {
-            "errorMessage": fault.message,
-            "errorType": fault.error_type,
-            "errorStack": fault.stack,
-            "functionMessage": call.function_message(payload_max=payload_max),
-            "runtime": runtime,
-            "attempts": attempts,
-        }
-    )
+    return orjson.dumps(envelope_fields(call, fault, runtime=runtime, attempts=attempts, payload_max=payload_max))
+
+
+def envelope_fields(
+    call: Call,
+    fault: Fault,
+    *,
+    runtime: str,
+    attempts: int,
+    payload_max: int | None = None,
+) -> dict[str, object]:
+    """The error envelope as a dict, before it is written as JSON."""
+    return {
+        "errorMessage": fault.message,
+        "errorType": fault.error_type,
+        "errorStack": fault.stack,
+        "functionMessage": call.function_message(payload_max=payload_max),
+        "runtime": runtime,
+        "attempts": attempts,
+    }

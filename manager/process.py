@@ -25,6 +25,7 @@ from pathlib import Path
 
 import orjson
 
+from edgefn.manager.logs import OutputRelay
 from edgefn.runtimes import faults
 from edgefn.runtimes.faults import Fault
 
@@ -112,6 +113,7 @@ class RuntimeProcess:
         self._transport: asyncio.SubprocessTransport | None = None
         self._protocol: _Protocol | None = None
         self._relays: set[asyncio.Task[None]] = set()
+        self._output = OutputRelay(log, name)  # stdout and stderr share one cap
 
     @property
     def exited(self) -> bool:
@@ -214,21 +216,20 @@ class RuntimeProcess:
         self._on_exit()
 
     def _relay(self, stream: asyncio.StreamReader, what: str) -> None:
-        task = asyncio.create_task(_relay_lines(stream, self.name), name=f"{self.name}:{what}")
+        task = asyncio.create_task(self._relay_lines(stream), name=f"{self.name}:{what}")
         self._relays.add(task)
         task.add_done_callback(self._relays.discard)
 
-
-async def _relay_lines(stream: asyncio.StreamReader, name: str) -> None:
-    """Relay a process's output into the log, line by line, until EOF."""
-    while True:
-        try:
-            line = await stream.readline()
-        except ValueError:  # longer than the buffer: dropped, and reading goes on
-            line = b"(a line too long to relay was dropped)"
-        if not line:
-            return
-        log.info("[%s] %s", name, line.decode(errors="replace").rstrip())
+    async def _relay_lines(self, stream: asyncio.StreamReader) -> None:
+        """Relay the process's output into the log, line by line (capped), until EOF."""
+        while True:
+            try:
+                line = await stream.readline()
+            except ValueError:  # longer than the buffer: dropped, and reading goes on
+                line = b"(a line too long to relay was dropped)"
+            if not line:
+                return self._output.close()
+            self._output.relay(line)
 
 
 def group_rss(groups: set[int]) -> dict[int, int]:

@@ -23,6 +23,7 @@ from watchfiles import DefaultFilter, awatch
 
 from edgefn.manager.app import Manager, ReloadError
 from edgefn.manager.config import Config, ConfigError, FrozenEnv, FunctionConfig, load_config
+from edgefn.manager.errors import EdgefnError
 
 log = logging.getLogger("edgefn.reload")
 
@@ -128,6 +129,8 @@ class Reloader:
             async for changes in awatch(*roots, watch_filter=ChangeFilter(), debounce=DEBOUNCE_MS, step=STEP_MS):
                 try:
                     await self.apply({Path(path) for _, path in changes})
+                except EdgefnError as exc:  # e.g. a hub TLS file that is not PEM: its message says it all
+                    log.error("reload failed: %s; what was applied stays (save again to retry)", exc)
                 except Exception:  # the watcher's failure would cancel the manager it runs beside
                     log.exception("reload failed unexpectedly; what was applied stays (save again to retry)")
                 if self._roots() != roots:
@@ -160,7 +163,7 @@ class Reloader:
             await self.manager.reconfigure(new, code_changed)
         except ReloadError as exc:
             await asyncio.to_thread(self.snapshots.discard)
-            log.error("reload failed, the last good version keeps serving:\n  %s", str(exc).replace("\n", "\n  "))
+            _log_lines("reload failed, the last good version keeps serving:", str(exc).splitlines())
             return
         self.snapshots.commit()
         # A replaced runner is gone within shutdown.timeout (see Manager._retire); then its copy can go.
@@ -170,7 +173,13 @@ class Reloader:
         try:
             return await asyncio.to_thread(load_config, current.path)
         except ConfigError as exc:
-            problems = "\n  ".join(str(problem) for problem in exc.problems)
-            log.error("%s has %d problem(s); the running config stays:\n  %s", current.path.name,
-                      len(exc.problems), problems)
+            _log_lines(f"{current.path.name} has {len(exc.problems)} problem(s); the running config stays:",
+                       [str(problem) for problem in exc.problems])
             return None
+
+
+def _log_lines(headline: str, lines: list[str]) -> None:
+    """One record per line: the log escapes newlines, so a multi-line message would become one long line."""
+    log.error("%s", headline)
+    for line in lines:
+        log.error("  %s", line)

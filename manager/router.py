@@ -25,12 +25,14 @@ from edgefn.manager.runners import Gone, Runner
 from edgefn.manager.topics import invalid_topic, topic_matches
 from edgefn.runtimes import faults
 from edgefn.runtimes.faults import Fault
+from edgefn.wire.limits import MQTT_MESSAGE_MAX
 
 log = logging.getLogger("edgefn.router")
 
 # QoS 0 inputs beyond this many waiting calls of one function are dropped and
 # counted (SPEC §6): memory stays bounded when a function cannot keep up.
 QOS0_QUEUE_MAX = 1000
+# MQTT's largest payload: the default of hub.message.length.max.
 # Matching results are cached per concrete topic; the cache is bounded.
 MATCH_CACHE_MAX = 4096
 # Topics that matched no rule are logged once each, up to this many.
@@ -60,8 +62,9 @@ class Route:
 class Router:
     """Turns one connection's deliveries into calls and publishes the outcomes."""
 
-    def __init__(self, routes: Sequence[Route], name: str) -> None:
+    def __init__(self, routes: Sequence[Route], name: str, message_max: int = MQTT_MESSAGE_MAX) -> None:
         self.name = name
+        self.message_max = message_max  # hub.message.length.max: larger results are never published
         self._task_name = f"{name}:deliver"  # formatted once: on_message is the hot path
         self.hub: Hub | None = None
         self._routes = list(routes)
@@ -183,6 +186,10 @@ class Router:
                 return await self._publish_fault(route, runner, call, fault, attempts)
             if not result:
                 return True
+            if len(result) > self.message_max:  # the hub would drop it silently (MQTT 3.1.1 cannot say so)
+                too_large = Fault(faults.MESSAGE_TOO_LARGE, f"result of {len(result)} bytes exceeds "
+                                  f"hub.message.length.max ({self.message_max} bytes)")
+                return await self._publish_fault(route, runner, call, too_large, attempts)
             return await self._publish(topic, result, min(call.qos, rule.publish.qos), rule.publish.retain)
 
     def _render(self, target: TopicConfig, key: str, input_topic: str, rule: RuleConfig) -> tuple[str | None, str]:
@@ -220,7 +227,8 @@ class Router:
             log.error("%s: the envelope of %s is dropped and its input acknowledged: %s",
                       self.name, rule.function, problem)
             return True
-        body = envelope(call, fault, runtime=runner.runtime, attempts=attempts, payload_max=runner.message_max)
+        echo_max = min(runner.message_max, self.message_max // 2)  # base64 grows it by 4/3
+        body = envelope(call, fault, runtime=runner.runtime, attempts=attempts, payload_max=echo_max)
         return await self._publish(topic, body, min(call.qos, target.qos), target.retain)
 
     async def _publish(self, topic: str, payload: bytes, qos: int, retain: bool) -> bool:

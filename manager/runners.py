@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from edgefn.manager.config import FunctionConfig
+from edgefn.manager.errors import EdgefnError
 from edgefn.manager.launch import LaunchError
 from edgefn.manager.message import Call
 from edgefn.manager.metrics import FunctionStats, Metrics
@@ -259,7 +260,7 @@ async def probe_launch(functions: list[FunctionConfig]) -> list[str]:
 # -- the live table ----------------------------------------------------------------------
 
 
-class ReloadError(Exception):
+class ReloadError(EdgefnError):
     """A new config or new code cannot be applied; the running one stays."""
 
     def __init__(self, problems: list[HandlerProblem]) -> None:

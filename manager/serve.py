@@ -1,7 +1,9 @@
 """Running the manager as a process: logging, signals, exit status.
 
 The first SIGINT/SIGTERM starts a graceful shutdown (drain within
-``shutdown.timeout``); a second one cancels everything at once.
+``shutdown.timeout``), in every state, start-up included; a second one cancels
+everything at once. A failure the user can fix (:class:`EdgefnError`) ends the
+process with its one-line message and status 1, never a traceback.
 """
 
 from __future__ import annotations
@@ -10,12 +12,13 @@ import asyncio
 import logging
 import shutil
 import signal
-import tempfile
+import sys
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
 from edgefn.manager import logs
 from edgefn.manager.config import Config
+from edgefn.manager.errors import EdgefnError, user_errors
+from edgefn.manager.leftovers import private_dir
 
 log = logging.getLogger("edgefn.manager")
 
@@ -25,7 +28,11 @@ def serve(config: Config, *, dev: bool = False) -> int:
 
     ``dev``: also watch the config file and every codedir, and hot-reload.
     """
-    logs.configure(config.logger)
+    try:
+        logs.configure(config.logger)
+    except EdgefnError as exc:
+        print(f"edgefn: {exc}", file=sys.stderr)
+        return 1
     try:
         return asyncio.run(_main(config, dev))
     except KeyboardInterrupt:
@@ -33,9 +40,6 @@ def serve(config: Config, *, dev: bool = False) -> int:
 
 
 async def _main(config: Config, dev: bool) -> int:
-    from edgefn.manager.broker import BrokerError
-    from edgefn.manager.server import ServerError
-
     stop = asyncio.Event()
     main_task = asyncio.current_task()
     assert main_task is not None
@@ -58,13 +62,24 @@ async def _main(config: Config, dev: bool) -> int:
             from edgefn.manager.app import Manager
 
             await Manager(config).run(stop)
-    except (BrokerError, ServerError) as exc:
-        log.error("%s", exc)
-        return 1
     except asyncio.CancelledError:
         return 1
+    except Exception as exc:  # the boundary: one line for the operator, never a traceback
+        return _failed(exc)
     log.info("stopped")
     return 0
+
+
+def _failed(exc: Exception) -> int:
+    errors = user_errors(exc)
+    if errors is not None:
+        for error in errors:
+            log.error("%s", error)
+        return 1
+    log.critical("edgefn failed unexpectedly (a bug; logger.level: debug shows where): %s: %s",
+                 type(exc).__name__, exc)
+    log.debug("where it failed", exc_info=exc)
+    return 1
 
 
 async def _develop(config: Config, stop: asyncio.Event) -> None:
@@ -72,7 +87,7 @@ async def _develop(config: Config, stop: asyncio.Event) -> None:
     from edgefn.manager.app import Manager
     from edgefn.manager.reload import Reloader, Snapshots
 
-    root = Path(tempfile.mkdtemp(prefix="edgefn-dev-"))
+    root = private_dir("edgefn-dev-")
     try:
         snapshots = Snapshots(root)
         await asyncio.to_thread(lambda: [snapshots.take(function) for function in config.functions])

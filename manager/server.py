@@ -16,6 +16,7 @@ import contextlib
 import logging
 import os
 import socket
+import ssl
 import stat
 import time
 import uuid
@@ -29,9 +30,13 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
+from edgefn.manager import trailer
 from edgefn.manager.addresses import unix_path
+from edgefn.manager.admission import Admission, running
+from edgefn.manager.auth import TokenAuth
 from edgefn.manager.config import ServerConfig
-from edgefn.manager.message import Call, envelope
+from edgefn.manager.errors import EdgefnError
+from edgefn.manager.message import Call, envelope_fields
 from edgefn.manager.runners import Runner
 from edgefn.runtimes import faults
 from edgefn.runtimes.faults import Fault
@@ -48,7 +53,7 @@ _SERVING = health_pb2.HealthCheckResponse.SERVING
 _NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
-class ServerError(Exception):
+class ServerError(EdgefnError):
     """The gRPC server cannot start (address taken or invalid, unreadable TLS files)."""
 
 
@@ -74,8 +79,11 @@ class FunctionServer:
         if self._socket is not None:
             _clear_stale_socket(self._socket, self.config.address)
         largest = max((r.message_max for r in self._runners.values()), default=DEFAULT_MESSAGE_MAX)
-        # A second manager on the same port must fail, not share it silently: no SO_REUSEPORT.
-        server = grpc.aio.server(options=[*size_options(largest), ("grpc.so_reuseport", 0)])
+        server = grpc.aio.server(
+            interceptors=[TokenAuth(self.config.token)] if self.config.token else [],
+            # A second manager on the same port must fail, not share it silently: no SO_REUSEPORT.
+            options=[*size_options(largest), ("grpc.so_reuseport", 0)],
+        )
         function_pb2_grpc.add_FunctionServicer_to_server(_FunctionService(self._runners), server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection((SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
@@ -107,12 +115,16 @@ class FunctionServer:
             raise ServerError("server.cert and server.key go together: TLS needs both")
         cert, key = _read(config.cert, "server.cert"), _read(config.key, "server.key")
         ca = _read(config.ca, "server.ca") if config.ca is not None else None
+        check_pem(config)  # grpc would only say that it cannot listen
         return grpc.ssl_server_credentials([(key, cert)], root_certificates=ca, require_client_auth=ca is not None)
 
     def _tls_note(self) -> str:
+        token = ", bearer token" if self.config.token else ""
         if self.config.ca is not None:
-            return " (mutual TLS)"
-        return " (TLS)" if self.config.cert is not None else ""
+            return f" (mutual TLS{token})"
+        if self.config.cert is not None:
+            return f" (TLS{token})"
+        return f" (no TLS: server.insecure{token})" if self.config.insecure else f" ({token[2:]})" if token else ""
 
     async def refresh(self) -> None:
         """Publish each function's health (after a hot reload changed the runners)."""
@@ -135,6 +147,7 @@ class _FunctionService(function_pb2_grpc.FunctionServicer):
 
     def __init__(self, runners: Mapping[str, Runner]) -> None:
         self._runners = runners
+        self._admission = Admission()
 
     async def Call(self, request: FunctionMessage, context: grpc.aio.ServicerContext) -> FunctionMessage:  # noqa: N802
         call = Call(
@@ -150,6 +163,13 @@ class _FunctionService(function_pb2_grpc.FunctionServicer):
         runner = self._runners.get(call.function)
         if runner is None:
             await _not_found(self._runners, call, context)
+        with self._admission.hold(call.function, running(runner)) as refused:
+            if refused is not None:
+                busy = Fault(faults.UNAVAILABLE_FAULT, refused, code=faults.RESOURCE_EXHAUSTED)
+                await _abort(context, call, busy, runner.runtime, runner.message_max, attempts=0)
+            return await self._call(runner, call, context)
+
+    async def _call(self, runner: Runner, call: Call, context: grpc.aio.ServicerContext) -> FunctionMessage:
         try:
             result = await runner.call(call)
         except Fault as fault:
@@ -180,8 +200,8 @@ async def _abort(
     *,
     attempts: int = 1,
 ) -> NoReturn:
-    body = envelope(call, fault, runtime=runtime, attempts=attempts, payload_max=payload_max)
-    await context.abort(_STATUS.get(fault.code, grpc.StatusCode.UNKNOWN), body.decode())
+    body = envelope_fields(call, fault, runtime=runtime, attempts=attempts, payload_max=payload_max)
+    await context.abort(_STATUS.get(fault.code, grpc.StatusCode.UNKNOWN), trailer.fit(body))
 
 
 class _Health(HealthServicer):
@@ -255,6 +275,21 @@ def _why_not(address: str) -> str:
         except OSError as exc:
             return exc.strerror or str(exc)
     return "grpc refused it (GRPC_VERBOSITY=debug shows why)"
+
+
+def check_pem(config: ServerConfig) -> None:
+    """Raise ServerError naming the key when the TLS files are not PEM or do not match."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_cert_chain(config.cert, config.key)  # type: ignore[arg-type]
+    except (OSError, ssl.SSLError) as exc:
+        raise ServerError(f"server.cert {config.cert} with server.key {config.key}: not a PEM certificate "
+                          f"and its matching key: {exc}") from None
+    if config.ca is not None:
+        try:
+            context.load_verify_locations(cafile=config.ca)
+        except (OSError, ssl.SSLError) as exc:
+            raise ServerError(f"server.ca {config.ca}: not a PEM CA certificate: {exc}") from None
 
 
 def _read(path: Path, what: str) -> bytes:

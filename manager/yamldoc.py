@@ -19,6 +19,7 @@ from typing import TypeVar
 
 import yaml
 
+from .errors import EdgefnError
 from .units import DURATION_HINT, SIZE_HINT, parse_duration, parse_size
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
@@ -50,7 +51,7 @@ class Problem:
         return prefix + (f"{self.path}: " if self.path else "") + self.message
 
 
-class ConfigError(Exception):
+class ConfigError(EdgefnError):
     """A config that cannot run: ``str()`` lists every problem, one per line."""
 
     def __init__(self, problems: Sequence[Problem], warnings: Sequence[Problem] = ()) -> None:
@@ -76,10 +77,31 @@ class Document:
         self.warnings.append(Problem(path, _line(node), message, self.file))
 
 
+# PyYAML composes nodes recursively: a few thousand nested brackets would end in
+# a RecursionError. No config is nested anywhere near this deep.
+DEPTH_MAX = 100
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that refuses documents nested deeper than ``DEPTH_MAX``."""
+
+    _depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node | None:
+        if self._depth >= DEPTH_MAX:
+            mark = self.peek_event().start_mark
+            raise yaml.composer.ComposerError(None, None, f"nested deeper than {DEPTH_MAX} levels", mark)
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)  # type: ignore[no-any-return, arg-type]
+        finally:
+            self._depth -= 1
+
+
 def compose(text: str, doc: Document) -> yaml.Node | None:
     """Parse ``text`` into a node tree, or record the syntax error and return None."""
     try:
-        return yaml.compose(text, Loader=yaml.SafeLoader)
+        return yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         message = " ".join(part for part in (exc.context, exc.problem) if part)

@@ -110,6 +110,9 @@ class FunctionService:
         """Talk: answer each request by Sequence, in any order, until the client half-closes."""
         stream = _Stream(self._invoke, self._max, context)
         reader = asyncio.create_task(stream.read(), name="edgefn-talk-reader")
+        # Not a finally in read(): a reader cancelled before its first step never runs its body,
+        # and the writer would then wait forever (a SIGTERM just as a stream opened hung the drain).
+        reader.add_done_callback(stream.reading_ended)
         self._readers.add(reader)
         if self._closing:
             reader.cancel()
@@ -161,21 +164,22 @@ class _Stream:
         self._batched = False
 
     async def read(self) -> None:
-        try:
-            while True:
-                request = await self._context.read()
-                if request is grpc.aio.EOF:
-                    return
-                if request.Batch:
-                    self._batched = True  # the client reads batches: answer in batches too
-                    for item in request.Batch:
-                        self._start(item)
-                else:
-                    self._start(request)
-        finally:
-            self._reading = False
-            if not self._pending:
-                self._answers.put_nowait(None)
+        while True:
+            request = await self._context.read()
+            if request is grpc.aio.EOF:
+                return
+            if request.Batch:
+                self._batched = True  # the client reads batches: answer in batches too
+                for item in request.Batch:
+                    self._start(item)
+            else:
+                self._start(request)
+
+    def reading_ended(self, _reader: object = None) -> None:
+        """No more requests (EOF, a drain, an error): the writer ends after the last answer."""
+        self._reading = False
+        if not self._pending:
+            self._answers.put_nowait(None)
 
     def _start(self, request: FunctionMessage) -> None:
         started = self._invoke(request)

@@ -11,6 +11,9 @@ from __future__ import annotations
 MESSAGE_ROOM = 64 * 1024
 # message.length.max when nothing says otherwise (Baetyl's default).
 DEFAULT_MESSAGE_MAX = 4 * 1024 * 1024
+# MQTT's largest payload (its remaining-length field's most); gRPC limits are set
+# from message sizes, so every one of them must fit an int32 too.
+MQTT_MESSAGE_MAX = 268_435_455
 
 
 def size_options(message_max: int) -> list[tuple[str, int]]:

@@ -26,6 +26,7 @@ from collections.abc import Callable
 
 import orjson
 
+from edgefn.runtimes import exactjson
 from edgefn.runtimes.faults import UNSERIALIZABLE_RESULT, Fault
 from edgefn.runtimes.python.loader import Handler, user_stack
 from edgefn.runtimes.serving import Invoke
@@ -58,8 +59,8 @@ def decode_event(payload: bytes) -> object:
     if not payload:
         return {}
     try:
-        return orjson.loads(payload)
-    except orjson.JSONDecodeError:
+        return exactjson.loads(payload)  # integers beyond 64 bits stay exact
+    except exactjson.JSONDecodeError:
         return payload
 
 

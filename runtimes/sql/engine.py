@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from .. import exactjson
 from ..faults import UNKNOWN_FAULT, UNSERIALIZABLE_RESULT, Fault
 from .compiled import Expr, condition
 from .compiler import Compiler
@@ -70,15 +71,15 @@ class SqlFunction:
 
 
 class _Unwritable(Exception):
-    """An output orjson refuses: nested deeper than its 254 levels (payloads may have 1024)."""
+    """An output orjson refuses: nested deeper than its 254 levels, or holding an integer beyond 64 bits."""
 
     def __init__(self, value: dict[str, Any]) -> None:
-        super().__init__("output nested too deeply for orjson")
+        super().__init__("output orjson cannot write")
         self.value = value
 
 
 def _dumps_deep(name: str, value: dict[str, Any]) -> bytes:
-    """The slow path for a deeply nested output: the standard library's encoder."""
+    """The slow path for what orjson refuses: the standard library's encoder."""
     try:
         return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
     except (RecursionError, ValueError, TypeError) as exc:
@@ -109,7 +110,7 @@ def _now_ms() -> int:
 
 def _program(where: Expr | None, before: Columns, after: Columns, star: bool, uses_now: bool) -> Run:
     """The per-message function: parse, filter, build the output object, serialize."""
-    loads, dumps = orjson.loads, orjson.dumps
+    loads, dumps = exactjson.loads, orjson.dumps  # exact: integers beyond 64 bits are read exactly
     decode_error, encode_error = orjson.JSONDecodeError, orjson.JSONEncodeError
     star_only = star and not before and not after
     shadowed = frozenset(key for key, _ in before)

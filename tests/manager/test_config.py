@@ -567,7 +567,7 @@ def test_paths_are_relative_to_the_config_file_not_the_working_directory(
      ("unix:///tmp/edgefn-test.sock", "unix:///tmp/edgefn-test.sock")],
 )
 def test_server_address_forms(project: Path, address: str, normalised: str) -> None:
-    config = load_config(write(project, FN + f"server: {{address: '{address}'}}\n"), {})
+    config = load_config(write(project, FN + f"server: {{address: '{address}', insecure: true}}\n"), {})
     assert config.server is not None and config.server.address == normalised
 
 
@@ -577,3 +577,11 @@ def test_problem_str_has_file_line_path_and_message() -> None:
     )
     assert str(Problem("", None, "cannot read", "c.yml")) == "c.yml: cannot read"
     assert isinstance(load_config, object) and Config  # the public names import
+
+
+@pytest.mark.parametrize("key", ["idletime", "evicttime"])
+@pytest.mark.parametrize("written", ["1ns", "99ms", "0.05"])
+def test_idletime_and_evicttime_are_at_least_100ms(project: Path, key: str, written: str) -> None:
+    text = FN.replace("handler: index.handler", f"handler: index.handler\n    instance: {{{key}: '{written}'}}")
+    with pytest.raises(ConfigError, match=rf"functions\[0\]\.instance\.{key}: must be at least 100ms"):
+        load_config(write(project, text), {})

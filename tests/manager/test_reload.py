@@ -233,6 +233,7 @@ async def test_broken_code_keeps_the_last_good_version_serving_even_in_new_insta
         first = (await answers(probe, {100}))[100]
         save(code, 2, extra=broken)
         error = await wait_log(dev, "reload failed")
+        await wait_log(dev, f"line {line}")  # each line of the problem is a record of its own
         detail = dev.manager.log[dev.manager.log.index(error):]
         assert error_type in detail and "index.py" in detail and f"line {line}" in detail, dev.manager.log
 
@@ -390,6 +391,8 @@ async def test_invalid_config_keeps_the_old_config_and_logs_every_problem_with_i
                "functions": [function("keep", code["keep"], instanse={"max": 2})]}
         dev.rewrite(bad)
         await wait_log(dev, "has 2 problem(s); the running config stays")
+        await wait_log(dev, "no function named 'other'")  # each problem is a record of its own
+        await wait_log(dev, "instanse: unknown key")
         assert re.search(r"edgefn\.yml:\d+: functions\[0\]\.instanse: unknown key", dev.manager.log), dev.manager.log
         assert re.search(r"edgefn\.yml:\d+: rules\[1\]\.function\.name: no function named 'other'", dev.manager.log)
         dev.config.write_text("rules: [\n")  # not even YAML

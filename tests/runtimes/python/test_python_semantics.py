@@ -189,3 +189,14 @@ async def test_a_deep_recursion_keeps_its_outer_and_inner_frames(spawn) -> None:
     stack = fault["errorStack"]
     assert len(stack) == 17 and "frames omitted" in stack[8]
     assert stack[0] == stack[-1] == 'File "index.py", line 88, in recurses'
+
+
+@pytest.mark.parametrize("number", [2**64 + 1, -(2**63) - 1, 123456789012345678901234567890, -(10**29) - 7])
+async def test_integers_of_any_size_pass_through_a_handler_exactly(spawn, number: int) -> None:
+    import json
+
+    runtime = await spawn("echo")
+    reply = await runtime.call(f'{{"n": {number}, "list": [{number}], "small": 1.5}}'.encode())
+    seen = json.loads(reply.Payload)  # the standard library keeps big integers exact
+    assert seen["event"] == {"n": number, "list": [number], "small": 1.5}
+    assert type(seen["event"]["n"]) is int

@@ -3,6 +3,7 @@ hostile message from blocking the manager (SPEC §9)."""
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 
@@ -134,3 +135,14 @@ def test_an_engine_failure_reaches_the_manager_as_a_fault() -> None:
         fn.evaluate(b"{}", "t", 0)
     assert caught.value.error_type == "Runtime.Unknown"
     assert "broken" in caught.value.message
+
+
+@pytest.mark.parametrize("number", [2**64 + 1, -(2**63) - 1, 123456789012345678901234567890])
+@pytest.mark.parametrize("statement", ["select *", "select *, 1 as one", "select a, b.c as c",
+                                       "select * where a = b.c", "select a where a > 1 or a < 1"])
+def test_integers_of_any_size_pass_through_exactly(statement: str, number: int) -> None:
+    payload = f'{{"a": {number}, "b": {{"c": {number}}}}}'.encode()
+    out = SqlFunction.compile("f", statement).evaluate(payload, "t", 0)
+    parsed = json.loads(out)  # the standard library keeps big integers exact
+    assert parsed["a"] == number and type(parsed["a"]) is int
+    assert str(number).encode() in out
