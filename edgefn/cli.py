@@ -1,4 +1,4 @@
-"""The ``edgefn`` command: run, dev, check, call, schedule, import-baetyl, runtime (SPEC §2).
+"""The ``edgefn`` command: run, dev, check, call, init, schedule, import-baetyl, runtime.
 
 Imports are deferred to each command so that ``edgefn runtime …`` starts fast.
 """
@@ -33,18 +33,31 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edgefn", description="Serverless functions for MQTT at the edge.")
     parser.add_argument("--version", action="version", version=f"edgefn {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    run = commands.add_parser("run", help="run the function manager")
-    run.add_argument("config", help="the YAML config file")
+    run = commands.add_parser(
+        "run", help="run the function manager",
+        description="Run the function manager for a config until SIGINT or SIGTERM, then drain work in flight "
+        "and exit 0. Refuses to start (exit 1) on what 'edgefn check' reports. Logs 'edgefn ready' once every "
+        "rule is subscribed and every min instance is warm.")
+    _config_argument(run)
     run.set_defaults(handler=_run)
-    dev = commands.add_parser("dev", help="run with hot reload of the config and every function's code")
-    dev.add_argument("config", help="the YAML config file")
+    dev = commands.add_parser(
+        "dev", help="run with hot reload of the config and every function's code",
+        description="Like 'edgefn run', and reload on every change to the config file or a function's code. "
+        "A change that does not load is reported and the last good version keeps running.")
+    _config_argument(dev)
     dev.set_defaults(handler=_dev)
-    check = commands.add_parser("check", help="validate a config and load every handler")
+    check = commands.add_parser(
+        "check", help="validate a config and load every handler",
+        description="Validate a config, load every function's handler and compile every SQL statement, as "
+        "'edgefn run' would. Exit 0, or 1 with every problem listed.")
     check.add_argument("config", help="the YAML config file")
     check.set_defaults(handler=_check)
     from edgefn.manager.call import add_parser as add_call
 
     add_call(commands)
+    from edgefn.manager.init import add_parser as add_init
+
+    add_init(commands)
     from edgefn.manager.baetyl import add_parser as add_import_baetyl
 
     add_import_baetyl(commands)
@@ -52,8 +65,17 @@ def _parser() -> argparse.ArgumentParser:
     from edgefn.manager.preview import add_parser as add_schedule
 
     add_schedule(commands)
-    commands.add_parser("runtime", help="run one runtime instance: edgefn runtime python|node|sql --help")
+    commands.add_parser(
+        "runtime", help="run one runtime instance: edgefn runtime python|node|sql --help",
+        description="Run one runtime instance serving baetyl.Function on an address (what the manager spawns; "
+        "usable alone).", usage="edgefn runtime {python|node|sql} [options]")
     return parser
+
+
+def _config_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", help="the YAML config file")
+    parser.add_argument("--log-level", choices=("debug", "info", "warn", "error"),
+                        help="override logger.level for this run")
 
 
 def _load(path: str) -> object | None:
@@ -75,61 +97,103 @@ def _load(path: str) -> object | None:
 
 def _run(args: argparse.Namespace) -> int:
     config = _load(args.config)
-    if config is None or not _startable(args.config, config):
+    # run refuses what check would refuse: a handler that does not load never starts a service.
+    if config is None or not _startable(args.config, config, handlers=True):
         return EXIT_PROBLEMS
     from edgefn.manager.serve import serve
 
-    return serve(config)  # type: ignore[arg-type]
+    return serve(config, level=args.log_level)  # type: ignore[arg-type]
 
 
 def _dev(args: argparse.Namespace) -> int:
     config = _load(args.config)
-    if config is None or not _startable(args.config, config):
+    # dev starts with a broken handler and waits for the fix (it reloads on every save).
+    if config is None or not _startable(args.config, config, handlers=False):
         return EXIT_PROBLEMS
     from edgefn.manager.serve import serve
 
-    return serve(config, dev=True)  # type: ignore[arg-type]
+    return serve(config, dev=True, level=args.log_level)  # type: ignore[arg-type]
 
 
-def _startable(path: str, config: object) -> bool:
-    """Say, as ``check`` would, what ``run`` would die of at start-up (SQL, TLS files); True if nothing."""
+def _problems(config: object, handlers: bool) -> list[object]:
+    """What ``check`` reports: handlers that do not load (or SQL that does not compile), TLS files."""
     from edgefn.manager.preflight import sql_problems, tls_problems
 
-    problems = sql_problems(config) + tls_problems(config)  # type: ignore[arg-type]
-    for problem in problems:
-        print(f"edgefn: {path}: {problem}", file=sys.stderr)
+    problems: list[object]
+    if handlers:
+        import asyncio
+
+        from edgefn.manager.check import check_functions
+
+        problems = [*asyncio.run(check_functions(config))]  # type: ignore[arg-type]
+    else:
+        problems = [*sql_problems(config)]  # type: ignore[arg-type]
+    return problems + tls_problems(config)  # type: ignore[arg-type]
+
+
+def _startable(path: str, config: object, *, handlers: bool) -> bool:
+    """Say, as ``check`` would, what ``run`` would fail on at start-up; True if nothing."""
+    problems = _problems(config, handlers)
+    _report(path, problems)
     return not problems
 
 
+def _report(path: str, problems: list[object]) -> None:
+    if problems:
+        print(f"edgefn: {path} has {len(problems)} problem(s):", file=sys.stderr)
+        for problem in problems:
+            print(f"  {problem}", file=sys.stderr)
+
+
 def _check(args: argparse.Namespace) -> int:
-    import asyncio
-
-    from edgefn.manager.check import check_functions
-
     config = _load(args.config)
     if config is None:
         return EXIT_PROBLEMS
-    problems: list[object] = [*asyncio.run(check_functions(config))]  # type: ignore[arg-type]
-    from edgefn.manager.preflight import tls_problems
-
-    problems += tls_problems(config)  # type: ignore[arg-type]
+    problems = _problems(config, handlers=True)
     if problems:
-        print(f"edgefn: {args.config} has {len(problems)} problem(s):", file=sys.stderr)
-        for problem in problems:
-            print(f"  {problem}", file=sys.stderr)
+        _report(args.config, problems)
         return EXIT_PROBLEMS
     print(f"{args.config}: ok ({len(config.functions)} functions, {len(config.rules)} rules)")  # type: ignore[attr-defined]
     return EXIT_OK
 
 
+_RUNTIME_HELP = """usage: edgefn runtime {kinds} [options]
+
+Run one runtime instance: it loads one handler and serves baetyl.Function on an
+address. The manager spawns these; run one alone to test a function with
+'edgefn call --address'.
+
+runtimes:
+{rows}
+
+Each runtime's options: edgefn runtime KIND --help
+"""
+
+
+_RUNTIME_SUMMARIES = {
+    "python": "a Python handler (module.attribute) from a codedir",
+    "node": "a Node.js handler (module.export) from a codedir; needs Node.js >= 18",
+    "sql": "a SQL statement over the message (what runs in the manager for runtime: sql)",
+}
+
+
 def _runtime(argv: list[str]) -> int:
+    import difflib
+
     from edgefn.manager.launch import LaunchError
     from edgefn.manager.runners import KINDS
 
     kinds = [name for name, kind in KINDS.items() if kind.serve is not None]
-    if not argv or argv[0] not in kinds:
-        print(f"usage: edgefn runtime {{{'|'.join(kinds)}}} [--address A] [--name N] [--handler H] "
-              "[--codedir D] [--message-max BYTES] [--check]", file=sys.stderr)
+    if not argv or argv[0] in ("-h", "--help"):
+        rows = "\n".join(f"  {name:8} {_RUNTIME_SUMMARIES.get(name, '')}" for name in kinds)
+        print(_RUNTIME_HELP.format(kinds="{" + "|".join(kinds) + "}", rows=rows),
+              file=sys.stdout if argv else sys.stderr, end="")
+        return EXIT_OK if argv else EXIT_USAGE
+    if argv[0] not in kinds:
+        close = difflib.get_close_matches(argv[0], kinds, n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        print(f"edgefn runtime: unknown runtime {argv[0]!r}; {hint}expected one of {', '.join(kinds)} "
+              "(edgefn runtime --help)", file=sys.stderr)
         return EXIT_USAGE
     serve = KINDS[argv[0]].serve
     assert serve is not None

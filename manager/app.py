@@ -1,9 +1,10 @@
 """The manager's lifecycle: start, ready, serve until told to stop, drain, stop (SPEC §2).
 
-Start order: embedded broker (if no hub.address) → function runners (``min``
-instances warm) → gRPC server (if configured) → one hub connection per
-clientid, each subscribed to its rules → the scheduler (scheduled rules) →
-``edgefn ready``. Stop order is the reverse, with a deadline: stop the
+Start order: the metrics endpoint (if configured) → embedded broker (if no
+hub.address) → function runners → gRPC server (if configured) → one hub
+connection per clientid, each subscribed to its rules → the scheduler
+(scheduled rules) → every ``min`` instance warm → ``edgefn ready`` (with the
+start-up summary, and ``READY=1`` to systemd). Stop order is the reverse, with a deadline: stop the
 scheduler and taking messages, let deliveries and fires in flight finish
 within ``shutdown.timeout``, cancel what is left (logged), disconnect, stop the
 runtimes.
@@ -20,26 +21,30 @@ import logging
 import shutil
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from datetime import datetime
 
 from edgefn.manager import logs
 from edgefn.manager.broker import EmbeddedBroker
 from edgefn.manager.config import Config, FunctionConfig, RuleConfig
+from edgefn.manager.health import HealthServer
 from edgefn.manager.hub import Hub, HubError
 from edgefn.manager.leftovers import private_dir
 from edgefn.manager.metrics import Metrics
+from edgefn.manager.notify import Notifier
 from edgefn.manager.router import Route, Router
 from edgefn.manager.runners import ReloadError, RunnerTable
 from edgefn.manager.scheduler import Scheduler, scheduled_call
 from edgefn.manager.server import FunctionServer
 from edgefn.manager.stopping import unless_stopped
+from edgefn.manager.summary import log_summary
 
 __all__ = ["Manager", "ReloadError"]
 
 log = logging.getLogger("edgefn.manager")
 
-STATUS_INTERVAL = 30.0
+# How often start-up looks whether every function's min instances are warm.
+WARM_POLL = 0.05
 
 
 def _by_clientid(config: Config) -> dict[str, list[RuleConfig]]:
@@ -68,24 +73,68 @@ class Manager:
         self._broker: EmbeddedBroker | None = None
         self.scheduler = Scheduler(self._fire)
         self._scheduling: asyncio.Task[None] | None = None
+        self.health: HealthServer | None = None
+        self.notifier = Notifier()
+        self.state = "starting"  # → ready → draining
 
-    async def run(self, stop: asyncio.Event, ready: Callable[[], None] | None = None) -> None:
-        """Run until ``stop`` is set, then shut down gracefully."""
+    @property
+    def ready(self) -> bool:
+        """Ready to take messages: started, not draining, every hub connection up (``/readyz``)."""
+        return self.state == "ready" and all(hub.connected for hub, _ in self.connections.values())
+
+    async def run(self, stop: asyncio.Event, started: Callable[[], None] | None = None) -> None:
+        """Run until ``stop`` is set, then shut down gracefully.
+
+        ``started`` is called once everything started, before waiting for the
+        ``min`` instances to be warm (``edgefn dev`` watches for a fix from then on).
+        """
         async with contextlib.AsyncExitStack() as stack:
+            await self._own(stack, self.notifier.keep_alive(), "watchdog")
             # A signal while starting (a hub that never answers, slow instances) stops it: the
             # stack undoes what did start.
             if await unless_stopped(self._start(stack), stop):
-                status = asyncio.create_task(self.metrics.log_status(STATUS_INTERVAL), name="status")
-                stack.callback(status.cancel)
-                log.info("edgefn ready")
-                if ready is not None:
-                    ready()
-                await stop.wait()
+                if started is not None:
+                    started()
+                if await unless_stopped(self._warm(), stop):
+                    await self._own(stack, self.metrics.log_status(lambda: self.config.logger.status), "status")
+                    await self._ready()
+                    await stop.wait()
+            self.state = "draining"
+            self.notifier.send("STOPPING=1")
+            await self._refresh_server()
             log.info("stopping: draining work in flight (up to %gs)", self.config.shutdown.timeout)
             await self._stop_scheduler()  # no new fire while the rest drains
             await self._drain_all(self.config.shutdown.timeout)
 
+    async def _ready(self) -> None:
+        log_summary(self.config, self.runners)
+        self.state = "ready"
+        log.info("edgefn ready")
+        self.notifier.send("READY=1\nSTATUS=ready")
+        await self._refresh_server()  # the gRPC health service's watchers see SERVING now
+
+    async def _own(self, stack: contextlib.AsyncExitStack, work: Coroutine[object, object, None], name: str) -> None:
+        """Run ``work`` as a task named ``name`` that the stack cancels and awaits."""
+        task = asyncio.create_task(work, name=name)
+
+        async def cancel() -> None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+        stack.push_async_callback(cancel)
+
+    async def _warm(self) -> None:
+        """Wait until every function has its ``min`` instances up (a start failure retries with backoff)."""
+        noted = False
+        while cold := [name for name, runner in self.runners.items() if not getattr(runner, "warm", True)]:
+            if not noted:
+                noted = True
+                log.info("waiting for the min instances of %s before ready", ", ".join(sorted(cold)))
+            await asyncio.sleep(WARM_POLL)
+
     async def _start(self, stack: contextlib.AsyncExitStack) -> None:
+        stack.push_async_callback(self._stop_health)
+        await self._start_health()
         stack.callback(shutil.rmtree, self._socket_dir, True)
         stack.push_async_callback(self._stop_broker)
         await self._start_broker()
@@ -100,6 +149,16 @@ class Manager:
 
     # -- broker and server -----------------------------------------------------
 
+    async def _start_health(self) -> None:
+        if self.config.metrics is not None:
+            self.health = HealthServer(self.config.metrics, self)
+            await self.health.start()
+
+    async def _stop_health(self) -> None:
+        if self.health is not None:
+            await self.health.stop()
+            self.health = None
+
     async def _start_broker(self) -> None:
         if self.config.hub.embedded:
             self._broker = EmbeddedBroker(self.config.hub.port)
@@ -113,9 +172,8 @@ class Manager:
 
     async def _start_server(self) -> None:
         if self.config.server is not None:
-            self.server = FunctionServer(self.config.server, self.runners)
+            self.server = FunctionServer(self.config.server, self.runners, ready=lambda: self.ready)
             await self.server.start()
-            log.info("gRPC server listening on %s", self.server.address)
 
     async def _stop_server(self) -> None:
         if self.server is not None:
@@ -129,7 +187,12 @@ class Manager:
     # -- connections -------------------------------------------------------------
 
     def _routes(self, rules: list[RuleConfig]) -> list[Route]:
-        return [Route(rule, self.runners, self.metrics.function(rule.function)) for rule in rules]
+        return [self._route(rule) for rule in rules]
+
+    def _route(self, rule: RuleConfig) -> Route:
+        clientid = rule.clientid or self.config.hub.clientid
+        return Route(rule, self.runners, self.metrics.function(rule.function),
+                     self.metrics.rule(rule.index, rule.function, clientid))
 
     async def _connect_all(self) -> None:
         for clientid, rules in _by_clientid(self.config).items():
@@ -169,7 +232,7 @@ class Manager:
             log.warning("rules[%d]: no connection to publish on; the fire at %s is skipped",
                         rule.index, nominal.isoformat())
             return
-        connection[1].fire(Route(rule, self.runners, stats), scheduled_call(rule, nominal))
+        connection[1].fire(self._route(rule), scheduled_call(rule, nominal))
 
     async def _drain_all(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -234,6 +297,9 @@ class Manager:
             await self._rewire(old, new)
         self.scheduler.update(new.rules)
         await self._reconfigure_server(old, new)
+        if new.metrics != old.metrics:
+            await self._stop_health()
+            await self._start_health()
         if new.logger != old.logger:
             logs.configure(new.logger)
         log.info("reloaded %s: %s", new.path.name, _summary(old, new, restart, hub_changed))

@@ -71,11 +71,15 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument("name", help="the function's name")
     parser.add_argument("--data", default="", metavar="JSON|@file|@-",
-                        help="the payload: text as is, @file for a file's bytes, @- for stdin (default: empty)")
+                        help="the payload: JSON text (checked; see --raw), @file for a file's bytes, @- for stdin "
+                        "(default: empty)")
+    parser.add_argument("--raw", action="store_true",
+                        help="send --data's text as it is, even if it is not JSON")
     parser.add_argument("--topic", default="", help="the message's topic (context.messageTopic)")
     parser.add_argument("--qos", type=int, choices=(0, 1, 2), default=0, help="the message's QoS (context.messageQOS)")
     parser.add_argument("--timeout", type=_duration, default=DEFAULT_TIMEOUT, metavar="DURATION",
-                        help="give up after this long, like 500ms or 30s (default 30s)")
+                        help="give up on the call after this long, like 500ms or 30s (default 30s); with --config, "
+                        "starting the function does not count")
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--address", help=f"a manager's server.address or a runtime's address: host:port, "
                        f"tcp://host:port, unix:///abs/path (default {DEFAULT_ADDRESS})")
@@ -103,7 +107,8 @@ def _duration(text: str) -> float:
 def run(args: argparse.Namespace) -> int:
     """Run ``edgefn call`` with parsed ``args``; return the exit status."""
     try:
-        call = Call(id=0, qos=args.qos, topic=args.topic, payload=_payload(args.data), timestamp=int(time.time()),
+        call = Call(id=0, qos=args.qos, topic=args.topic, payload=_payload(args.data, args.raw),
+                    timestamp=int(time.time()),
                     function=args.name, invoke_id=str(uuid.uuid4()))
         if args.config:
             result = _call_local(args, call)
@@ -119,13 +124,23 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
-    sys.stdout.buffer.write(result)
-    sys.stdout.flush()
+    _print_result(args, result)
     return EXIT_OK
 
 
-def _payload(data: str) -> bytes:
-    """``--data``: text is sent as its UTF-8 bytes (the runtime parses JSON), ``@file``/``@-`` as bytes."""
+def _print_result(args: argparse.Namespace, result: bytes) -> None:
+    """The result on stdout, ending in a newline; an empty one is explained on stderr."""
+    if not result:
+        why = ("its SQL statement's WHERE filtered the message out" if getattr(args, "filtered", False)
+               else "the result is empty")
+        print(f"edgefn call: {args.name}: {why}; nothing would be published", file=sys.stderr)
+        return
+    sys.stdout.buffer.write(result if result.endswith(b"\n") else result + b"\n")
+    sys.stdout.flush()
+
+
+def _payload(data: str, raw: bool = False) -> bytes:
+    """``--data``: JSON text (checked unless ``raw``) as its UTF-8 bytes, ``@file``/``@-`` as bytes."""
     if data == "@-":
         return sys.stdin.buffer.read()
     if data.startswith("@"):
@@ -133,6 +148,12 @@ def _payload(data: str) -> bytes:
             return Path(data[1:]).read_bytes()
         except OSError as exc:
             raise UsageError(f"--data {data}: cannot read it: {exc.strerror}") from None
+    if data and not raw:
+        try:
+            orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            raise UsageError(f"--data is not JSON ({exc}); fix it, or pass --raw to send the text as it is") \
+                from None
     return data.encode()
 
 
@@ -238,6 +259,7 @@ def _call_local(args: argparse.Namespace, call: Call) -> bytes:
     except KeyError:
         known = ", ".join(f.name for f in config.functions) or "none"
         raise UsageError(f"{args.config} has no function named {call.function!r} (functions: {known})") from None
+    args.filtered = function.runtime == "sql"  # an empty SQL result means WHERE dropped the message
     with _relay_logs():
         return asyncio.run(_one_shot(function, call, args.timeout))
 
@@ -256,12 +278,16 @@ def _load(path: str) -> Config:
 
 
 async def _one_shot(function: FunctionConfig, call: Call, timeout: float) -> bytes:
-    """Start the function's runner, call it once, stop it; raise CallFailed with the envelope."""
+    """Start the function's runner, call it once, stop it; raise CallFailed with the envelope.
+
+    ``timeout`` bounds the call only: the instance's start has its own limit
+    (``instance.starttimeout``), as in the manager.
+    """
     with tempfile.TemporaryDirectory(prefix="edgefn-call-") as folder:  # 0700: the instance's socket is private
         runner = _runner(function, Path(folder))
         try:
+            await runner.start()
             async with asyncio.timeout(timeout):
-                await runner.start()
                 return await runner.call(call)
         except Fault as fault:
             raise CallFailed(envelope(call, fault, runtime=function.runtime, attempts=1,
@@ -285,8 +311,8 @@ def _runner(function: FunctionConfig, folder: Path) -> Runner:
             launcher(function)()  # node missing: say so before starting anything
         except LaunchError as exc:
             raise UsageError(str(exc)) from None
-    # One call needs one instance: don't warm ``min`` of them.
-    one = replace(function, instance=replace(function.instance, min=0))
+    # One call needs one instance, started (outside --timeout) before the call.
+    one = replace(function, instance=replace(function.instance, min=min(1, function.instance.max)))
     try:
         return build_runner(one, socket_dir=folder, stats=Metrics().function(function.name))
     except SqlError as exc:
@@ -321,4 +347,9 @@ def _relay_logs() -> Iterator[None]:
 def _handler_output(record: logging.LogRecord) -> bool:
     # The instance relays each stderr line as ("[%s] %s", name, line).
     args = record.args if isinstance(record.args, tuple) else ()
-    return record.levelno == logging.INFO and len(args) == 2 and not str(args[1]).startswith("edgefn runtime:")
+    return record.levelno == logging.INFO and len(args) == 2 and not _lifecycle(str(args[1]))
+
+
+def _lifecycle(line: str) -> bool:
+    """A runtime's own line (starting, stopping), not the handler's output."""
+    return line.startswith("edgefn runtime:") or line.startswith("INFO edgefn-node[")

@@ -36,7 +36,7 @@ from .yamldoc import ConfigError, Document, Problem, Value, compose
 __all__ = [
     "Config", "ConfigError", "FrozenEnv", "FunctionConfig", "HubConfig", "InstanceConfig",
     "LoggerConfig", "Problem", "RuleConfig", "ServerConfig", "ShutdownConfig",
-    "StatusConfig", "TopicConfig", "load_config", "parse_duration", "parse_size",
+    "MetricsConfig", "StatusConfig", "TopicConfig", "load_config", "parse_duration", "parse_size",
 ]
 
 # The largest config file read: thousands of rules fit; PyYAML reads about 2 MB a second.
@@ -205,11 +205,24 @@ class LoggerConfig:
     level: str = "info"  # debug | info | warn | error
     format: str = "text"  # text | json
     path: Path | None = None  # absolute; also log to this file
+    status: float = 300.0  # seconds between per-function status lines at info; 0: none
 
 
 @dataclass(frozen=True)
 class ShutdownConfig:
     timeout: float = 30.0  # how long in-flight work may take to drain
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    """The HTTP endpoint: /metrics (Prometheus), /healthz, /readyz."""
+
+    host: str = "127.0.0.1"
+    port: int = 9464  # 0: any free port
+
+    @property
+    def address(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
 
 @dataclass(frozen=True)
@@ -223,6 +236,7 @@ class Config:
     functions: tuple[FunctionConfig, ...]
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     shutdown: ShutdownConfig = field(default_factory=ShutdownConfig)
+    metrics: MetricsConfig | None = None  # None: no endpoint
     warnings: tuple[Problem, ...] = ()
 
     def function(self, name: str) -> FunctionConfig:

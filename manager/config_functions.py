@@ -21,6 +21,7 @@ import yaml
 from edgefn.wire.limits import DEFAULT_MESSAGE_MAX, MQTT_MESSAGE_MAX
 
 from .config import FrozenEnv, FunctionConfig, InstanceConfig
+from .config_keys import keys
 from .runners import KINDS, RuntimeKind, alias
 from .yamldoc import Section, Value, is_null, items_of, read_key
 
@@ -29,12 +30,10 @@ __all__ = ["read_functions"]
 # Keys Baetyl's function manager puts on the function, edgefn under instance.
 _FUNCTION_LEVEL = ("message", "backoff", "timeout")
 
-_FUNCTION_KEYS = ("name", "runtime", "handler", "codedir", "env", "instance", "command", "handshake",
-                  *_FUNCTION_LEVEL)
+_FUNCTION_KEYS = keys("functions[]")
 _FUNCTION_BAETYL = {"service": "edgefn starts instances from runtime: (python, node, sql or custom); "
                                "'edgefn import-baetyl' converts a Baetyl deployment"}
-_INSTANCE_KEYS = ("min", "max", "concurrency", "idletime", "evicttime", "timeout",
-                  "starttimeout", "memory", "message", "backoff")
+_INSTANCE_KEYS = keys("functions[].instance")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # idletime and evicttime below this would spin the eviction loop (evicttime: 1ns took a core).
@@ -196,15 +195,15 @@ def _instance_section(function: Section) -> Section | None:
 def _instance(instance: Section | None, kind: RuntimeKind | None) -> InstanceConfig:
     if instance is None:
         return InstanceConfig()
-    message = instance.section("message", ("length",), example="{length: {max: 4m}}")
-    length = message.section("length", ("max",), example="{max: 4m}") if message else None
+    message = instance.section("message", keys("functions[].instance.message"), example="{length: {max: 4m}}")
+    length = message.section("length", keys("functions[].instance.message.length"), example="{max: 4m}") if message else None
     message_max = read_key(length, "max", lambda value: value.size(1, MQTT_MESSAGE_MAX), DEFAULT_MESSAGE_MAX)
     if kind is not None and kind.in_process:
         for key, value in instance.entries.items():
             if key != "message":
                 value.warn(f"does not apply to {kind.name} functions (they run in the manager); ignored")
         return InstanceConfig(message_max=message_max)
-    backoff = instance.section("backoff", ("max",), example="{max: 1m}")
+    backoff = instance.section("backoff", keys("functions[].instance.backoff"), example="{max: 1m}")
     low = read_key(instance, "min", lambda value: value.integer(0, 100), 0)
     high = read_key(instance, "max", lambda value: value.integer(1, 100), 1)
     if low > high:

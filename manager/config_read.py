@@ -16,10 +16,11 @@ from pathlib import Path
 
 from .addresses import DEFAULT_WEBSOCKET_PATH, HubAddress, parse_hub_address, parse_server_address
 from .config import (
-    Config, HubConfig, LoggerConfig,
+    Config, HubConfig, LoggerConfig, MetricsConfig,
     RuleConfig, ServerConfig, ShutdownConfig, StatusConfig, TopicConfig,
 )
 from .config_functions import read_functions
+from .config_keys import keys
 from .config_schedule import read_scheduled
 from .topics import CLIENTID, Template, TemplateError, compile_template, filter_depth, invalid_topic
 from .yamldoc import Section, Value, items_of, read_key
@@ -44,21 +45,21 @@ def read_config(root: Value, path: Path) -> Config | None:
         rules=rules,
         functions=functions,
         logger=_logger(top.section("logger", _LOGGER_KEYS, _LOGGER_BAETYL, example="{level: info}")),
-        shutdown=ShutdownConfig(read_key(top.section("shutdown", ("timeout",)), "timeout", Value.duration, 30.0)),
+        shutdown=ShutdownConfig(read_key(top.section("shutdown", keys("shutdown")), "timeout", Value.duration, 30.0)),
+        metrics=_metrics(top.section("metrics", keys("metrics"), example="{address: 127.0.0.1:9464}")),
     )
 
 
 # -- hub and server ---------------------------------------------------------------------
 
-_TOP_KEYS = ("hub", "server", "rules", "functions", "logger", "shutdown")
-_HUB_KEYS = ("address", "username", "password", "ca", "cert", "key", "clientid",
-             "keepalive", "cleansession", "interval", "embedded", "status", "message")
+_TOP_KEYS = keys("")
+_HUB_KEYS = keys("hub")
 _HUB_BAETYL = {
     "timeout": "edgefn retries a connection with backoff up to hub.interval",
     "validatesubs": "edgefn always checks that its subscriptions were granted",
     "buffersize": "edgefn bounds its queues itself",
 }
-_SERVER_KEYS = ("address", "ca", "cert", "key", "insecure", "token")
+_SERVER_KEYS = keys("server")
 _MQTT_KEEPALIVE_MAX = 65535.0
 
 
@@ -67,7 +68,7 @@ def _hub(hub: Section | None) -> HubConfig:
         return HubConfig()
     address_value = hub.get("address")
     address = (address_value.string(empty_ok=True) if address_value else None) or None
-    embedded = hub.section("embedded", ("port",), example="{port: 1883}")
+    embedded = hub.section("embedded", keys("hub.embedded"), example="{port: 1883}")
     port = read_key(embedded, "port", lambda value: value.integer(1, 65535), 1883)
     where: HubAddress | None = HubAddress("tcp", "127.0.0.1", port, DEFAULT_WEBSOCKET_PATH)
     if address is not None and address_value is not None:
@@ -98,7 +99,7 @@ def _hub(hub: Section | None) -> HubConfig:
     )
 
 
-_STATUS_KEYS = ("topic", "online", "offline", "qos", "retain")
+_STATUS_KEYS = keys("hub.status")
 _STATUS_EXAMPLE = "{topic: edgefn/{clientid}/status, retain: true}"
 
 
@@ -136,8 +137,8 @@ def _payload(value: Value) -> bytes | None:
 
 def _hub_message_max(hub: Section) -> int:
     """hub.message.length.max: results larger than this become Runtime.MessageTooLarge envelopes."""
-    message = hub.section("message", ("length",), example="{length: {max: 256m}}")
-    length = message.section("length", ("max",), example="{max: 256m}") if message else None
+    message = hub.section("message", keys("hub.message"), example="{length: {max: 256m}}")
+    length = message.section("length", keys("hub.message.length"), example="{max: 256m}") if message else None
     return read_key(length, "max", lambda value: value.size(1024, MQTT_MESSAGE_MAX), MQTT_MESSAGE_MAX)
 
 
@@ -228,7 +229,7 @@ def _file(value: Value) -> Path | None:
 
 # -- rules --------------------------------------------------------------------------------
 
-_RULE_KEYS = ("clientid", "subscribe", "function", "publish", "error", "retry", "schedule", "time_filter", "payload")
+_RULE_KEYS = keys("rules[]")
 _TOPIC_EXAMPLE = "{topic: a/b, qos: 1}"
 
 
@@ -244,7 +245,7 @@ def _rule(item: Value, index: int, declared: Mapping[str, Value]) -> RuleConfig 
     has_input = scheduled is None
     publish = _output(rule, "publish", "a topic to publish results to", depth, has_input, required=True)
     error = _output(rule, "error", "a topic to publish error envelopes to", depth, has_input, required=False)
-    retry = rule.section("retry", ("max",), example="{max: 3}")
+    retry = rule.section("retry", keys("rules[].retry"), example="{max: 3}")
     retry_max = read_key(retry, "max", lambda value: value.integer(1), 3)
     clientid = read_key(rule, "clientid", Value.string, None)
     if (subscribe is None and scheduled is None) or function is None or publish is None:
@@ -257,7 +258,7 @@ def _rule(item: Value, index: int, declared: Mapping[str, Value]) -> RuleConfig 
 
 def _function_name(rule: Section, declared: Mapping[str, Value]) -> str | None:
     value = rule.require("function", "a mapping like {name: sayhi}")
-    function = value.section(("name",), example="{name: sayhi}") if value is not None else None
+    function = value.section(keys("rules[].function"), example="{name: sayhi}") if value is not None else None
     name_value = function.require("name", "the name of a function in functions") if function else None
     if name_value is None:
         return None
@@ -271,7 +272,7 @@ def _function_name(rule: Section, declared: Mapping[str, Value]) -> str | None:
 
 def _topic(rule: Section, key: str, what: str, required: bool) -> TopicConfig | None:
     value = rule.require(key, f"a mapping like {_TOPIC_EXAMPLE}") if required else rule.get(key)
-    section = value.section(("topic", "qos"), example=_TOPIC_EXAMPLE) if value is not None else None
+    section = value.section(keys("rules[].subscribe"), example=_TOPIC_EXAMPLE) if value is not None else None
     if section is None:
         return None
     qos = read_key(section, "qos", _qos, 0)
@@ -293,7 +294,7 @@ def _output(
     """``publish`` or ``error``: a topic template checked against the subscription's ``depth``
     (a scheduled rule has no input topic to take levels from)."""
     value = rule.require(key, f"a mapping like {_OUTPUT_EXAMPLE}") if required else rule.get(key)
-    section = value.section(("topic", "qos", "retain"), example=_OUTPUT_EXAMPLE) if value is not None else None
+    section = value.section(keys(f"rules[].{key}"), example=_OUTPUT_EXAMPLE) if value is not None else None
     if section is None:
         return None
     qos = read_key(section, "qos", _qos, 0)
@@ -356,7 +357,7 @@ def _qos(value: Value) -> int | None:
 
 # -- logger -------------------------------------------------------------------------------
 
-_LOGGER_KEYS = ("level", "format", "path")
+_LOGGER_KEYS = keys("logger")
 _LOGGER_BAETYL = {key: "edgefn does not rotate its log file" for key in ("age", "size", "backup")}
 
 
@@ -371,4 +372,28 @@ def _logger(logger: Section | None) -> LoggerConfig:
         level=read_key(logger, "level", lambda value: value.choice(("debug", "info", "warn", "error")), "info"),
         format=read_key(logger, "format", lambda value: value.choice(("text", "json")), "text"),
         path=path,
+        status=read_key(logger, "status", _seconds_or_off, 300.0),
     )
+
+
+def _seconds_or_off(value: Value) -> float | None:
+    """A duration, or 0 for never."""
+    if value.text() in ("0", "0s"):
+        return 0.0
+    return value.duration()
+
+
+# -- metrics ------------------------------------------------------------------------------
+
+
+def _metrics(metrics: Section | None) -> MetricsConfig | None:
+    if metrics is None:
+        return None
+    value = metrics.get("address")
+    text = (value.string() if value is not None else None) or "127.0.0.1:9464"
+    host, _, port = text.rpartition(":")
+    host = host.strip("[]")
+    if not host or not port.isdigit() or int(port) > 65535:
+        (value or metrics.value).error(f"expected host:port, like 127.0.0.1:9464, got {text!r}")
+        return None
+    return MetricsConfig(host, int(port))

@@ -18,6 +18,7 @@ from datetime import datetime, time, timezone
 import orjson
 import yaml
 
+from .config_keys import keys
 from .schedule import DAYS, Cron, Daily, Every, Hourly, Minutely, Once, Schedule, Weekly, zone
 from .timefilter import FORMATS, INTERVALS, TimeFilter
 from .yamldoc import Section, Value, expand, is_null
@@ -25,8 +26,8 @@ from .yamldoc import Section, Value, expand, is_null
 __all__ = ["Scheduled", "read_scheduled"]
 
 FREQUENCIES = ("once", "minutely", "hourly", "daily", "weekly")
-_SCHEDULE_KEYS = ("frequency", "time_zone", "date_time", "minute", "hour", "day_time", "week", "every", "cron")
-_FILTER_KEYS = ("start_param", "end_param", "format", "interval", "value", "forecast")
+_SCHEDULE_KEYS = keys("rules[].schedule")
+_FILTER_KEYS = keys("rules[].time_filter")
 # Which keys each frequency uses; the others are Mainflux's "ignored otherwise" (a warning here).
 _USES = {"once": "date_time", "minutely": "minute", "hourly": "hour", "daily": "day_time", "weekly": "week"}
 _CLOCK = re.compile(r"([01]?\d|2[0-3]):([0-5]\d)")
@@ -171,7 +172,7 @@ def _clock(value: Value) -> time | None:
 
 def _weekly(section: Section, tz: str) -> Schedule | None:
     value = section.require("week", '{days: [MON, FRI], time: "08:00"}')
-    week = value.section(("days", "time"), example='{days: [MON, FRI], time: "08:00"}') if value else None
+    week = value.section(keys("rules[].schedule.week"), example='{days: [MON, FRI], time: "08:00"}') if value else None
     if week is None:
         return None
     days_value = week.require("days", "a list of days from " + ", ".join(DAYS))

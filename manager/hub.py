@@ -151,6 +151,8 @@ class Hub:
             raise HubError(f"unknown hub scheme {config.scheme!r} (expected tcp, ssl, ws or wss)")
         self.name = name or clientid
         self.last_error: HubError | None = None  # why the latest connection attempt failed
+        self.reconnects = 0  # connections that came up after the first one
+        self._was_up = False
         self._config = config
         self._clientid = clientid
         self._on_message = on_message
@@ -328,7 +330,10 @@ class Hub:
     async def _serve(self, link: _Link) -> None:
         assert self._stop is not None
         self.last_error = None
-        log.info("hub %s: connected to %s as %r", self.name, self._where(), self._clientid)
+        self.reconnects += self._was_up
+        self._was_up = True
+        log.info("hub %s: connected to %s as %r", self.name, self._where(), self._clientid,
+                 extra={"clientid": self._clientid})
         await self._announce(link, online=True)
         if self._subscriptions:
             await self._grant(link, list(self._subscriptions.items()))
@@ -338,7 +343,7 @@ class Hub:
         if link.closed.done() and not self._stop.done():
             # paho reports a dropped socket as "Unspecified error": say what happened instead.
             self.last_error = HubDisconnected(f"connection to {self._where()} lost")
-            log.warning("hub %s: %s", self.name, self.last_error)
+            log.warning("hub %s: %s", self.name, self.last_error, extra={"clientid": self._clientid})
         elif self._link is link:
             await self._announce(link, online=False)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import subprocess
 from collections.abc import Mapping
@@ -34,15 +35,21 @@ def node_executable() -> str:
     if node is None:
         raise LaunchError(
             f"runtime node needs Node.js >= {NODE_MIN_MAJOR} on PATH: install it "
-            "(e.g. apt-get install -y nodejs npm), then run 'npm ci' in runtimes/node"
+            f"(e.g. apt-get install -y nodejs npm), then run: {npm_command()}"
         )
     version = subprocess.run([node, "--version"], capture_output=True, text=True, timeout=10).stdout.strip()
     match = re.match(r"v(\d+)", version)
     if not match or int(match.group(1)) < NODE_MIN_MAJOR:
         raise LaunchError(f"runtime node needs Node.js >= {NODE_MIN_MAJOR}, found {version or 'unknown'} at {node}")
     if not (NODE_ENTRY.parent / "node_modules" / "@grpc" / "grpc-js").is_dir():
-        raise LaunchError(f"the node runtime's packages are missing: run 'npm ci' in {NODE_ENTRY.parent}")
+        raise LaunchError(f"the node runtime's packages are missing; run: {npm_command()}")
     return node
+
+
+def npm_command() -> str:
+    """The exact command that installs the Node runtime's packages where this edgefn is installed."""
+    folder = shlex.quote(str(NODE_ENTRY.parent))
+    return f"npm ci --omit=dev --prefix {folder}"
 
 
 def instance_env(

@@ -77,8 +77,17 @@ def _indent(text: str) -> str:
     return "\n".join("    " + line for line in text.translate(_ESCAPES_KEEP_NEWLINES).split("\n"))
 
 
+# What every LogRecord has: anything else on a record came from ``extra=`` and is a field.
+_RECORD_KEYS = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
+
+
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: ts, level, logger, msg (and exc when there is one)."""
+    """One JSON object per line: ts, level, logger, msg, the record's fields, and exc when there is one.
+
+    Fields are what the call site passed as ``extra=`` (``function``, ``rule``,
+    ``topic``, ``clientid``, ``pid``, ``errorType``…): a log shipper can filter
+    on them without parsing ``msg``.
+    """
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, object] = {
@@ -87,9 +96,13 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
+        for key, value in record.__dict__.items():
+            if key not in _RECORD_KEYS and key not in entry:
+                entry[key] = value if isinstance(value, (str, int, float, bool, dict, list)) or value is None \
+                    else str(value)
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
-        line = orjson.dumps(entry).decode()
+        line = orjson.dumps(entry, default=str).decode()
         return line if line.isprintable() else line.translate(_JSON_ESCAPES)
 
 
@@ -187,7 +200,7 @@ class OutputRelay:
         text = line[: self._width * 4].decode(errors="replace").rstrip()  # 4: UTF-8's widest character
         if len(text) > self._width:
             text = f"{text[: self._width]}… ({len(line)} bytes, cut to {self._width} characters)"
-        self._log.info("[%s] %s", self._name, text)
+        self._log.info("[%s] %s", self._name, text, extra={"instance": self._name})
 
     def close(self) -> None:
         """The output ended: say what was suppressed since the last note."""

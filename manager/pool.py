@@ -99,6 +99,7 @@ class Pool:
         self._leaving: set[asyncio.Task[object]] = set()  # instances stopping or closing: awaited at stop
         self._closing = False
         self._warned = False
+        self._starts = 0  # instances that came up: beyond min, each is a replacement or a cold start
         self._typical = 0.0  # moving average of a call's time once lent, seconds
         stats.gauges = self._gauges
 
@@ -106,6 +107,11 @@ class Pool:
     def waiting(self) -> int:
         """Calls waiting for a free slot."""
         return self._waiting
+
+    @property
+    def warm(self) -> bool:
+        """True once ``min`` instances are up (what ``edgefn ready`` waits for)."""
+        return len(self._instances) >= self._limits.min
 
     @property
     def instances(self) -> tuple[Instance, ...]:
@@ -181,12 +187,12 @@ class Pool:
                 unstarted += 1
                 if unstarted < NOT_STARTED_MAX and not self._closing:
                     continue  # run it elsewhere, or on the replacement
-                self.stats.observe(time.monotonic() - started, True)
+                self.stats.observe(time.monotonic() - started, faults.INSTANCE_CRASHED)
                 raise Fault(faults.INSTANCE_CRASHED, fault.message) from None
             except Fault as fault:
                 if fault.error_type == faults.TIMEOUT:
                     self.stats.timeouts += 1
-                self.stats.observe(time.monotonic() - started, True)
+                self.stats.observe(time.monotonic() - started, fault.error_type)
                 raise
             finally:
                 self._slots.release()
@@ -194,7 +200,7 @@ class Pool:
         # How long calls take once lent: pipelining is for short calls only.
         self._typical += (done - lent - self._typical) * TYPICAL_WEIGHT
         if len(result) > limit:  # built-in runtimes check this; a custom one may not
-            self.stats.observe(done - started, True)
+            self.stats.observe(done - started, faults.MESSAGE_TOO_LARGE)
             raise _too_large("result", len(result), limit)
         self.stats.observe(done - started, False)
         return result
@@ -305,7 +311,11 @@ class Pool:
             self._warned = True
             log.warning("%s: concurrency %d, but its handler is not async: calls queue on each instance",
                         self.function.name, self._concurrency)
-        log.debug("%s started (pid %s) in %.0f ms", instance.name, instance.pid, (time.monotonic() - attempt) * 1000)
+        # A replacement (or a cold start) is news to an operator; the first min instances are in the summary.
+        self._starts += 1
+        log.log(logging.INFO if self._starts > self._limits.min or cold else logging.DEBUG, "%s started (pid %s) in %.0f ms",
+                instance.name, instance.pid, (time.monotonic() - attempt) * 1000,
+                extra={"function": self.function.name, "instance": instance.name, "pid": instance.pid})
         self._wake()
         return instance
 
@@ -335,7 +345,8 @@ class Pool:
             name = instance.name if instance else self.function.name
             stack = "".join(f"\n    {frame}" for frame in fault.stack)
             log.error("%s failed to start: %s: %s%s (next try in %gs)", name, fault.error_type, fault.message,
-                      stack, max(0.0, self._retry_at - time.monotonic()))
+                      stack, max(0.0, self._retry_at - time.monotonic()),
+                      extra={"function": self.function.name, "instance": name, "errorType": fault.error_type})
         self._membership.set()
         self._wake()
         return fault
@@ -366,11 +377,14 @@ class Pool:
         reason = instance.kill_reason
         if reason is None:
             self.stats.crashes += 1
-            log.warning("%s %s unexpectedly; it will be replaced", instance.name, instance.describe_exit())
+            log.warning("%s %s unexpectedly; it will be replaced", instance.name, instance.describe_exit(),
+                        extra={"function": self.function.name, "instance": instance.name, "pid": instance.pid})
         else:
             if reason.error_type == faults.OUT_OF_MEMORY:
                 self.stats.oom_kills += 1
-            log.info("%s was killed and will be replaced: %s", instance.name, reason.message)
+            log.info("%s was killed and will be replaced: %s", instance.name, reason.message,
+                     extra={"function": self.function.name, "instance": instance.name, "pid": instance.pid,
+                            "errorType": reason.error_type})
         if time.monotonic() - instance.started_at < STABLE_AFTER:
             self._penalize()  # dying young (a crash loop?): the min keeper backs off
         else:

@@ -15,12 +15,12 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from edgefn.manager.config import RuleConfig, TopicConfig
 from edgefn.manager.hub import Delivery, Hub, HubError
 from edgefn.manager.message import Call, envelope
-from edgefn.manager.metrics import FunctionStats
+from edgefn.manager.metrics import FunctionStats, RuleStats
 from edgefn.manager.runners import Gone, Runner
 from edgefn.manager.topics import invalid_topic, topic_matches
 from edgefn.runtimes import faults
@@ -50,6 +50,7 @@ class Route:
     rule: RuleConfig
     runners: Mapping[str, Runner]
     stats: FunctionStats
+    counts: RuleStats = field(default_factory=lambda: RuleStats(-1))  # the rule's own counters
 
     @property
     def runner(self) -> Runner:
@@ -70,6 +71,7 @@ class Router:
         self._routes = list(routes)
         self._matches: dict[str, list[Route]] = {}
         self.unmatched = 0  # deliveries no rule wanted (acknowledged, logged once per topic)
+        self.publish_failures = 0  # publishes the hub did not take (the input stays unacknowledged)
         self._unmatched_topics: set[str] = set()
         self._tasks: set[asyncio.Task[object]] = set()
         self._closed = False
@@ -109,7 +111,8 @@ class Router:
     def fire(self, route: Route, call: Call) -> None:
         """Run a scheduled rule's ``call`` as its own task, drained on shutdown like a delivery."""
         if self._closed:
-            log.warning("%s: %s: a scheduled call came while stopping; not run", self.name, route.rule.function)
+            log.warning("rules[%d]: %s: a scheduled call came while stopping; not run",
+                        route.rule.index, route.rule.function)
             return
         task = asyncio.create_task(self._call(route, call), name=f"{self.name}:fire")
         self._tasks.add(task)
@@ -130,8 +133,8 @@ class Router:
         topic = delivery.topic
         if topic not in self._unmatched_topics and len(self._unmatched_topics) < UNMATCHED_LOG_MAX:
             self._unmatched_topics.add(topic)
-            log.warning("%s: a message on %r matches no rule; acknowledged and dropped "
-                        "(logged once per topic)", self.name, topic)
+            log.warning("clientid %s: a message on %r matches no rule; acknowledged and dropped "
+                        "(logged once per topic)", self.name, topic, extra={"clientid": self.name, "topic": topic})
         self._ack(delivery)
 
     def _finished(self, task: asyncio.Task[object]) -> None:
@@ -139,7 +142,7 @@ class Router:
         if not self._tasks:
             self._idle.set()
         if not task.cancelled() and task.exception() is not None:
-            log.error("%s: delivery failed", self.name, exc_info=task.exception())
+            log.error("clientid %s: delivery failed", self.name, exc_info=task.exception())
 
     # -- one delivery ------------------------------------------------------------
 
@@ -170,6 +173,7 @@ class Router:
     async def _call(self, route: Route, call: Call) -> bool:
         """Run ``call`` (retrying what may be retried) and publish its outcome with QoS ≤ ``call.qos``."""
         rule = route.rule
+        route.counts.inputs += 1
         # Rendered once per input, before the call: an output with nowhere to go is not worth a call.
         topic, problem = self._render(rule.publish, "publish.topic", call.topic, rule)
         if topic is None:
@@ -190,7 +194,9 @@ class Router:
                 too_large = Fault(faults.MESSAGE_TOO_LARGE, f"result of {len(result)} bytes exceeds "
                                   f"hub.message.length.max ({self.message_max} bytes)")
                 return await self._publish_fault(route, runner, call, too_large, attempts)
-            return await self._publish(topic, result, min(call.qos, rule.publish.qos), rule.publish.retain)
+            published = await self._publish(topic, result, min(call.qos, rule.publish.qos), rule.publish.retain)
+            route.counts.outputs += published
+            return published
 
     def _render(self, target: TopicConfig, key: str, input_topic: str, rule: RuleConfig) -> tuple[str | None, str]:
         """``target``'s topic for this input, or None and why it cannot be published to."""
@@ -216,16 +222,20 @@ class Router:
         rule = route.rule
         target = rule.error or rule.publish
         key = "error.topic" if rule.error else "publish.topic"
+        route.counts.envelopes += 1
         log.warning(
-            "%s: %s failed on %s: %s: %s", self.name, rule.function, call.topic or "a schedule",
-            fault.error_type, fault.message,
+            "rules[%d]: %s failed on %s: %s: %s (clientid %s)", rule.index, rule.function,
+            call.topic or "a schedule", fault.error_type, fault.message, self.name,
+            extra={"rule": rule.index, "function": rule.function, "topic": call.topic, "clientid": self.name,
+                   "errorType": fault.error_type},
         )
         topic, problem = self._render(target, key, call.topic, rule)
         if topic is None:
             # Nowhere to say it either: an unacknowledged input would only come back to the same end.
             route.stats.invalid_topics += 1
-            log.error("%s: the envelope of %s is dropped and its input acknowledged: %s",
-                      self.name, rule.function, problem)
+            log.error("rules[%d]: the envelope of %s is dropped and its input acknowledged: %s",
+                      rule.index, rule.function, problem,
+                      extra={"rule": rule.index, "function": rule.function, "clientid": self.name})
             return True
         echo_max = min(runner.message_max, self.message_max // 2)  # base64 grows it by 4/3
         body = envelope(call, fault, runtime=runner.runtime, attempts=attempts, payload_max=echo_max)
@@ -237,7 +247,9 @@ class Router:
             await self.hub.publish(topic, payload, qos, retain=retain)
         except HubError as exc:
             # Not acknowledged: the broker redelivers the input on our next connection.
-            log.warning("%s: publish to %s failed (%s); the input stays unacknowledged", self.name, topic, exc)
+            self.publish_failures += 1
+            log.warning("clientid %s: publish to %s failed (%s); the input stays unacknowledged",
+                        self.name, topic, exc, extra={"clientid": self.name, "topic": topic})
             return False
         return True
 

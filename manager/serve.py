@@ -23,13 +23,14 @@ from edgefn.manager.leftovers import private_dir
 log = logging.getLogger("edgefn.manager")
 
 
-def serve(config: Config, *, dev: bool = False) -> int:
+def serve(config: Config, *, dev: bool = False, level: str | None = None) -> int:
     """Run the manager for ``config`` until a signal; return the exit status.
 
     ``dev``: also watch the config file and every codedir, and hot-reload.
+    ``level`` (``--log-level``) overrides ``logger.level``.
     """
     try:
-        logs.configure(config.logger)
+        logs.configure(config.logger, level=level)
     except EdgefnError as exc:
         print(f"edgefn: {exc}", file=sys.stderr)
         return 1
@@ -97,7 +98,7 @@ async def _develop(config: Config, stop: asyncio.Event) -> None:
         ready = asyncio.Event()
         async with asyncio.TaskGroup() as group:
             watching = group.create_task(_after(ready, reloader.run), name="reloader")
-            await manager.run(stop, ready=ready.set)
+            await manager.run(stop, started=ready.set)
             watching.cancel()
     finally:
         shutil.rmtree(root, ignore_errors=True)

@@ -6,8 +6,8 @@ the RPC with the fault's gRPC code (SPEC §4) and, as the details string, the
 full error envelope JSON of SPEC §7 (docs/grpc.md shows how a client reads it).
 
 Alongside ``baetyl.Function`` the server answers the standard health service
-(service ``""`` and ``baetyl.Function``: the server; a function's name: that
-function) and server reflection, so ``grpcurl`` works without the proto file.
+(service ``""`` and ``baetyl.Function``: the server, SERVING exactly when the
+manager is ready, as ``/readyz`` answers; a function's name: that function) and server reflection, so ``grpcurl`` works without the proto file.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import ssl
 import stat
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import NoReturn
 
@@ -65,11 +65,12 @@ class FunctionServer:
     :meth:`refresh` afterwards to update health watchers).
     """
 
-    def __init__(self, config: ServerConfig, runners: Mapping[str, Runner]) -> None:
+    def __init__(self, config: ServerConfig, runners: Mapping[str, Runner],
+                 ready: Callable[[], bool] = lambda: True) -> None:
         self.config = config
         self._runners = runners
         self._server: grpc.aio.Server | None = None
-        self._health = _Health(runners)
+        self._health = _Health(runners, ready)
         self._socket: Path | None = unix_path(config.address)
         self.address = config.address
 
@@ -211,13 +212,16 @@ class _Health(HealthServicer):
     reload answers correctly at once; ``Watch`` streams follow :meth:`sync`.
     """
 
-    def __init__(self, runners: Mapping[str, Runner]) -> None:
+    def __init__(self, runners: Mapping[str, Runner], ready: Callable[[], bool]) -> None:
         super().__init__()
         self._runners = runners
+        self._ready = ready  # the manager's readiness (/readyz): the server's own status follows it
         self._stopped = False
 
     def _status(self, service: str) -> int | None:
-        if service in ("", SERVICE) or service in self._runners:
+        if service in ("", SERVICE):
+            return _SERVING if self._ready() and not self._stopped else _NOT_SERVING
+        if service in self._runners:
             return _NOT_SERVING if self._stopped else _SERVING
         return None
 
@@ -228,7 +232,10 @@ class _Health(HealthServicer):
         return health_pb2.HealthCheckResponse(status=status)
 
     async def sync(self) -> None:
-        for name in (SERVICE, *self._runners):
+        overall = self._status("")
+        for name in ("", SERVICE):
+            await self.set(name, overall)
+        for name in self._runners:
             await self.set(name, _SERVING)
         for name in [n for n in self._server_status if n not in ("", SERVICE) and n not in self._runners]:
             await self.set(name, health_pb2.HealthCheckResponse.SERVICE_UNKNOWN)

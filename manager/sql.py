@@ -46,8 +46,8 @@ class SqlRunner:
             result = self._compiled.evaluate(call.payload, call.topic, call.qos)
             if len(result) > self.message_max:
                 raise Fault(faults.MESSAGE_TOO_LARGE, f"result of {len(result)} bytes exceeds message.length.max")
-        except Fault:
-            self.stats.observe(time.monotonic() - started, True)
+        except Fault as fault:
+            self.stats.observe(time.monotonic() - started, fault.error_type)
             raise
         self.stats.observe(time.monotonic() - started, False)
         return result

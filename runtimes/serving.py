@@ -198,6 +198,8 @@ class _Handshake:
 
     def failed(self, fault: Fault) -> None:
         self._write({"ready": False, **fault.to_dict()})
+        if self._options.watch_parent:
+            return  # the manager logs the handshake's fault itself: once per start, not twice
         what = f"handler {self._options.handler!r} in {self._options.codedir!r}"
         stack = "".join(f"\n  {frame}" for frame in fault.stack)
         sys.stderr.write(f"edgefn runtime: cannot serve {what}: {fault.error_type}: {fault.message}{stack}\n")

@@ -56,7 +56,7 @@ const handshakeFd = takeStdout();
 
 const { Fault, IMPORT_MODULE_ERROR, UNAVAILABLE_FAULT, UNKNOWN_FAULT } = require('./faults');
 const { loadHandler } = require('./loader');
-const { parseOptions, UsageError, USAGE } = require('./options');
+const { parseOptions, UsageError, USAGE, HELP, wantsHelp } = require('./options');
 
 function log(level, message) {
   process.stderr.write(`${level} edgefn-node[${process.pid}]: ${message}\n`);
@@ -79,6 +79,8 @@ function handshake(fields) {
 /** Reports a handler that cannot be loaded: the handshake line, a human line, exit 3. */
 function failLoad(fault) {
   handshake({ ready: false, errorType: fault.errorType, errorMessage: fault.errorMessage, errorStack: fault.errorStack });
+  // Under a manager, the handshake carries the fault and the manager logs it: once, not twice.
+  if (process.env.EDGEFN_PARENT_PIPE === '1') process.exit(EXIT_LOAD);
   log('ERROR', `cannot load the handler: ${fault.errorType}: ${fault.errorMessage}`);
   for (const line of fault.errorStack) process.stderr.write(`    ${line}\n`);
   process.exit(EXIT_LOAD);
@@ -143,6 +145,10 @@ function watchSignals(getServer) {
 }
 
 function readOptions() {
+  if (wantsHelp(process.argv.slice(2))) {
+    process.stdout.write(HELP);
+    process.exit(EXIT_OK);
+  }
   try {
     return parseOptions(process.argv.slice(2), process.env);
   } catch (err) {

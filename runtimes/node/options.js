@@ -11,6 +11,25 @@ const USAGE =
   'usage: node runtimes/node/index.js [--address ADDR] [--name NAME] [--handler MODULE.ATTR]\n' +
   '       [--codedir DIR] [--message-max BYTES] [--check]';
 
+const HELP =
+  'usage: edgefn runtime node [--address ADDR] [--name NAME] [--handler MODULE.ATTR]\n' +
+  '                           [--codedir DIR] [--message-max BYTES] [--check]\n\n' +
+  'One Node.js runtime instance: loads a handler and serves baetyl.Function on an address\n' +
+  '(what the manager spawns for runtime: node; usable alone).\n\n' +
+  'options (each also read from the environment):\n' +
+  '  --address ADDR       host:port, tcp://host:port or unix:///path (EDGEFN_INSTANCE_ADDRESS)\n' +
+  '  --name NAME          the function\'s name (EDGEFN_FUNCTION_NAME; default: the codedir\'s name)\n' +
+  '  --handler M.ATTR     the module and its exported function (EDGEFN_FUNCTION_HANDLER; default index.handler)\n' +
+  '  --codedir DIR        the function\'s folder (EDGEFN_FUNCTION_CODEDIR; default: .)\n' +
+  '  --message-max BYTES  the largest input and result, like 4m (EDGEFN_MESSAGE_MAX; default 4m)\n' +
+  '  --check              load the handler, report on stdout, exit (0: it loads)\n' +
+  '  -h, --help           show this help and exit\n';
+
+/** True when the command line asks for help (before any other check: help always works). */
+function wantsHelp(argv) {
+  return argv.includes('--help') || argv.includes('-h');
+}
+
 /** A command line or environment the runtime cannot start with (exit status 2). */
 class UsageError extends Error {}
 
@@ -107,4 +126,4 @@ function parseSize(text, fallback) {
   return size;
 }
 
-module.exports = { parseOptions, bindAddress, parseSize, UsageError, USAGE, DEFAULT_MESSAGE_MAX };
+module.exports = { parseOptions, bindAddress, parseSize, wantsHelp, UsageError, USAGE, HELP, DEFAULT_MESSAGE_MAX };

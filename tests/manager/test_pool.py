@@ -433,12 +433,12 @@ async def test_counters_and_a_periodic_debug_status_line(tmp_path: Path, caplog:
         snapshot = metrics.function(fn.name).snapshot()
         assert snapshot["calls"] == 2 and snapshot["errors"] == 1 and snapshot["crashes"] == 1
         assert snapshot["p50_ms"] > 0 and snapshot["queued"] == 0
-        caplog.set_level(logging.DEBUG, logger="edgefn.metrics")
+        caplog.set_level(logging.INFO, logger="edgefn.metrics")
         status = asyncio.create_task(metrics.log_status(0.05))
         await eventually(lambda: any(f"function={fn.name}" in r.getMessage() for r in caplog.records), "a status line")
         status.cancel()
         line = next(r for r in caplog.records if f"function={fn.name}" in r.getMessage())
-        assert line.levelno == logging.DEBUG and "calls=2" in line.getMessage() and "live=" in line.getMessage()
+        assert line.levelno == logging.INFO and "calls=2" in line.getMessage() and "live=" in line.getMessage()
     finally:
         await pool.stop(2)
 
