@@ -5,7 +5,8 @@ instance's own address: both serve ``baetyl.Function/Call``), or ``--config``:
 the function runs locally in a one-shot pool (or the SQL engine) with no broker
 and no server, the "does my function work" loop.
 
-Exit status: 0 and the result's bytes on stdout (nothing for an empty result);
+Exit status: 0 and the result on stdout, ending in a newline (``--raw``: its
+bytes as they are; nothing for an empty result, which a note on stderr explains);
 1 and the error envelope JSON as the last line of stderr (the function failed,
 timed out, or could not load); 2 for usage and transport errors (bad flags,
 unreadable ``--data`` file, unreachable address, unknown function, bad config).
@@ -74,7 +75,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                         help="the payload: JSON text (checked; see --raw), @file for a file's bytes, @- for stdin "
                         "(default: empty)")
     parser.add_argument("--raw", action="store_true",
-                        help="send --data's text as it is, even if it is not JSON")
+                        help="bytes as they are: send --data's text even if it is not JSON, and write the result "
+                        "without the newline otherwise added")
     parser.add_argument("--topic", default="", help="the message's topic (context.messageTopic)")
     parser.add_argument("--qos", type=int, choices=(0, 1, 2), default=0, help="the message's QoS (context.messageQOS)")
     parser.add_argument("--timeout", type=_duration, default=DEFAULT_TIMEOUT, metavar="DURATION",
@@ -135,7 +137,7 @@ def _print_result(args: argparse.Namespace, result: bytes) -> None:
                else "the result is empty")
         print(f"edgefn call: {args.name}: {why}; nothing would be published", file=sys.stderr)
         return
-    sys.stdout.buffer.write(result if result.endswith(b"\n") else result + b"\n")
+    sys.stdout.buffer.write(result if args.raw or result.endswith(b"\n") else result + b"\n")
     sys.stdout.flush()
 
 

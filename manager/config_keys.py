@@ -82,13 +82,13 @@ SECTIONS: tuple[Section, ...] = (
         Key("offline", "string", '{"status":"disconnected"}', "the last will, and published on a graceful stop"),
         _QOS,
         Key("retain", "boolean", "true", "publish both retained"),
-    ), "hub:\n  status: {topic: plant/edgefn/{clientid}/status, qos: 1}"),
+    ), "hub:\n  status: {topic: \"plant/edgefn/{clientid}/status\", qos: 1}"),
     Section("hub.message", "Limits on what the hub publishes.", (
         Key("length", "mapping", "", "`max`: the size limits"),
     )),
     Section("hub.message.length", "The largest payload.", (
-        Key("max", "size", "256m", "a larger result becomes a Runtime.MessageTooLarge envelope",
-            "1k to 256m (MQTT's most)"),
+        Key("max", "size", "268435455", "a larger result becomes a Runtime.MessageTooLarge envelope",
+            "1k to 268435455 bytes (MQTT's most, 256m less one byte)"),
     ), "hub:\n  message: {length: {max: 1m}}"),
     Section("server", "The gRPC server for direct calls (`baetyl.Function/Call`, health, reflection).", (
         Key("address", "string", "", "host:port (port 0: any free port) or unix:///absolute/path",
@@ -193,7 +193,7 @@ SECTIONS: tuple[Section, ...] = (
     )),
     Section("functions[].instance.message.length", "The largest input and result.", (
         Key("max", "size", "4m", "a larger input or result is a Runtime.MessageTooLarge envelope",
-            "1 byte to 256m"),
+            "1 to 268435455 bytes"),
     )),
     Section("functions[].instance.backoff", "Failed starts are retried with a doubling pause.", (
         Key("max", "duration", "1m", "the longest pause"),

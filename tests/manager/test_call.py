@@ -78,13 +78,16 @@ async def address(socket_dir: Path) -> AsyncIterator[str]:
 async def test_the_result_goes_to_stdout_as_is_with_exit_0(address: str) -> None:
     done = await edgefn_call("echo", "--data", '{"a": [1, 2]}', "--address", address)
     assert (done.code, orjson.loads(done.stdout)) == (0, {"a": [1, 2]}), done.stderr
-    done = await edgefn_call("raw", "--address", address)
+    done = await edgefn_call("raw", "--address", address, "--raw")
     assert (done.code, done.stdout) == (0, b"\x00raw\xff")
+    done = await edgefn_call("raw", "--address", address)
+    assert (done.code, done.stdout) == (0, b"\x00raw\xff\n")  # a terminal's prompt starts on its own line
 
 
-async def test_an_empty_result_prints_nothing(address: str) -> None:
+async def test_an_empty_result_prints_nothing_and_says_so_on_stderr(address: str) -> None:
     done = await edgefn_call("nothing", "--address", address)
-    assert (done.code, done.stdout, done.stderr) == (0, b"", "")
+    assert (done.code, done.stdout) == (0, b"")
+    assert done.stderr.strip() == "edgefn call: nothing: the result is empty; nothing would be published"
 
 
 async def test_a_function_error_prints_the_envelope_to_stderr_with_exit_1(address: str) -> None:
@@ -181,7 +184,7 @@ async def test_mutual_tls_with_ca_cert_and_key(socket_dir: Path, tmp_path: Path)
     try:
         tls = ("--ca", str(certs / "ca.pem"), "--cert", str(certs / "client.pem"), "--key", str(certs / "client.key"))
         done = await edgefn_call("echo", "--data", "[3]", "--address", server.address, *tls)
-        assert (done.code, done.stdout) == (0, b"[3]"), done.stderr
+        assert (done.code, done.stdout) == (0, b"[3]\n"), done.stderr
         refused = await edgefn_call("echo", "--address", server.address, "--ca", str(certs / "ca.pem"))
         assert refused.code == 2
     finally:
@@ -249,3 +252,43 @@ async def test_config_errors_and_unknown_functions_exit_2(config: Path, tmp_path
     bad.write_text("functions:\n  - name: x\n    runtime: cobol\n")
     done = await edgefn_call("x", "--config", str(bad))
     assert done.code == 2 and "functions[0]" in done.stderr
+
+
+# -- polish: what a newcomer sees -----------------------------------------------------------
+
+
+async def test_a_sql_filter_that_drops_the_message_says_so_on_stderr(config: Path) -> None:
+    done = await edgefn_call("filter", "--config", str(config), "--data", '{"n": -1}')
+    assert (done.code, done.stdout) == (0, b"")
+    assert "WHERE filtered the message out" in done.stderr
+
+
+async def test_data_that_is_not_json_is_a_usage_error_unless_raw(config: Path) -> None:
+    done = await edgefn_call("echo", "--config", str(config), "--data", "{oops")
+    assert done.code == 2 and "--data is not JSON" in done.stderr and "--raw" in done.stderr
+    done = await edgefn_call("echo", "--config", str(config), "--data", "{oops", "--raw")
+    assert (done.code, done.stdout) == (0, b"{oops"), done.stderr
+
+
+async def test_timeout_counts_the_call_not_the_cold_start(tmp_path: Path) -> None:
+    path = tmp_path / "edgefn.yml"
+    path.write_text(yaml.safe_dump({"functions": [
+        {"name": "slow", "runtime": "python", "handler": "index.handler", "codedir": str(FUNCTIONS / "slow_import")},
+    ]}))
+    done = await edgefn_call("slow", "--config", str(path), "--data", "[1]", "--timeout", "500ms")
+    assert (done.code, done.stdout) == (0, b"[1]\n"), done.stderr
+
+
+async def test_a_tiny_timeout_fails_cleanly_without_asyncio_noise(config: Path) -> None:
+    done = await edgefn_call("slow", "--config", str(config), "--data", "1", "--timeout", "1ms")
+    assert done.code == 1 and done.envelope["errorType"] == "Runtime.Timeout"
+    assert "Traceback" not in done.stderr and "AssertionError" not in done.stderr and "asyncio" not in done.stderr
+
+
+async def test_a_local_node_call_prints_no_runtime_lines(tmp_path: Path) -> None:
+    path = tmp_path / "edgefn.yml"
+    path.write_text(yaml.safe_dump({"functions": [
+        {"name": "echo", "runtime": "node", "handler": "index.echo", "codedir": str(FUNCTIONS / "node_pool")},
+    ]}))
+    done = await edgefn_call("echo", "--config", str(path), "--data", '{"a": 1}')
+    assert (done.code, done.stdout, done.stderr) == (0, b'{"a":1}\n', "")
