@@ -111,3 +111,86 @@ def test_json_logs_go_to_stderr_and_to_logger_path(tmp_path: Path) -> None:
     assert any(record["msg"] == "edgefn ready" and record["level"] == "info" for record in records)
     assert {"ts", "level", "logger", "msg"} <= set(records[0])
     assert "edgefn ready" in log_file.read_text()
+
+
+# -- help, and what run and dev do with a handler that does not load ------------------------
+
+
+@pytest.mark.parametrize("command", ["run", "dev", "check", "call", "init", "schedule", "import-baetyl", "runtime"])
+def test_every_command_has_a_description_and_a_working_help(command: str) -> None:
+    done = edgefn(command, "--help")
+    assert done.returncode == 0, done.stderr
+    usage, _, rest = done.stdout.partition("\n\n")
+    assert usage.startswith("usage: edgefn") and rest.strip(), done.stdout
+
+
+@pytest.mark.parametrize("kind", ["python", "node", "sql"])
+def test_every_runtime_has_a_working_help(kind: str) -> None:
+    done = edgefn("runtime", kind, "--help")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"usage: edgefn runtime {kind}") and "--address" in done.stdout
+
+
+def test_a_misspelled_runtime_gets_a_did_you_mean() -> None:
+    done = edgefn("runtime", "pyhton")
+    assert done.returncode == 2 and "did you mean 'python'?" in done.stderr
+
+
+def test_run_and_dev_take_a_log_level() -> None:
+    for command in ("run", "dev"):
+        assert "--log-level" in edgefn(command, "--help").stdout
+
+
+def test_run_refuses_a_handler_that_does_not_load_with_checks_message(tmp_path: Path) -> None:
+    path = write_config(tmp_path, {"hub": {"embedded": {"port": free_port()}},
+                                   "functions": [python_function("broken", "pool_syntax_error",
+                                                                 instance={"min": 1})]})
+    checked, ran = edgefn("check", str(path)), edgefn("run", str(path))
+    assert ran.returncode == checked.returncode == 1
+    assert ran.stderr == checked.stderr and "UserCodeSyntaxError" in ran.stderr
+    assert "edgefn ready" not in ran.stderr
+
+
+def test_dev_waits_for_a_fix_without_claiming_ready_and_logs_each_failure_once(tmp_path: Path) -> None:
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "index.py").write_text("def handler(event, context)\n    return event\n")
+    path = write_config(tmp_path, {"hub": {"embedded": {"port": free_port()}},
+                                   "functions": [{"name": "fix", "runtime": "python", "handler": "index.handler",
+                                                  "codedir": str(code),
+                                                  "instance": {"min": 1, "backoff": {"max": "1s"}}}]})
+    with ManagerProcess(path, command="dev") as manager:
+        manager.wait_for_log("waiting for the min instances of fix", 30)
+        manager.wait_for_log("fix#3 failed to start", 30)
+        assert "edgefn ready" not in manager.log
+        # Once per backoff step: the runtime does not repeat the fault on its stderr.
+        assert "cannot serve" not in manager.log, manager.log
+        assert sum("failed to start" in line for line in manager.lines) == 3 or "fix#4" in manager.log
+        (code / "index.py").write_text("def handler(event, context):\n    return event\n")
+        manager.wait_ready(30)
+        assert manager.stop() == 0
+
+
+def test_the_start_up_summary_names_hub_rules_and_functions_with_fields_in_json(tmp_path: Path) -> None:
+    port = free_port()
+    path = write_config(tmp_path, {
+        "hub": {"embedded": {"port": port}},
+        "rules": [{"clientid": "c2f", "subscribe": {"topic": "a/+", "qos": 1}, "function": {"name": "hi"},
+                   "publish": {"topic": "b", "qos": 1}},
+                  {"schedule": {"every": "1h"}, "function": {"name": "hi"}, "publish": {"topic": "c"}}],
+        "functions": [python_function("hi", "e2e", "index.echo", instance={"min": 1, "max": 2})],
+        "logger": {"format": "json"},
+    })
+    with ManagerProcess(path) as manager:
+        manager.wait_ready(30)
+        assert manager.stop() == 0
+    records = [json.loads(line) for line in manager.lines if line.startswith("{")]
+    messages = [record["msg"] for record in records]
+    assert f"hub: embedded broker on tcp://127.0.0.1:{port} (development only)" in messages
+    rule = next(record for record in records if record["msg"].startswith("rules[0]:"))
+    assert rule["msg"] == "rules[0]: a/+ (qos 1) → hi → b (qos 1) (clientid c2f)"
+    assert (rule["rule"], rule["function"], rule["clientid"]) == (0, "hi", "c2f")
+    assert any(message.startswith("rules[1]: schedule every") and "→ hi → c" in message for message in messages)
+    function = next(record for record in records if record["msg"].startswith("functions: hi"))
+    assert function["msg"] == "functions: hi (python): 1 warm (min 1, max 2)" and function["function"] == "hi"
+    assert messages.index("edgefn ready") > messages.index(function["msg"])

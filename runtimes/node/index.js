@@ -146,7 +146,7 @@ function watchSignals(getServer) {
 
 function readOptions() {
   if (wantsHelp(process.argv.slice(2))) {
-    process.stdout.write(HELP);
+    fs.writeSync(handshakeFd, HELP); // the real stdout: process.stdout is stderr by now
     process.exit(EXIT_OK);
   }
   try {
