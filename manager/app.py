@@ -242,8 +242,9 @@ class Manager:
         for clientid, (_, router) in self.connections.items():
             cancelled = await router.drain(max(0.0, deadline - time.monotonic()))
             if cancelled:
-                log.warning("%s: %d deliveries did not finish within shutdown.timeout; "
-                            "they stay unacknowledged and will be redelivered", clientid, cancelled)
+                log.warning("clientid %s: %d deliveries did not finish within shutdown.timeout; "
+                            "they stay unacknowledged and will be redelivered", clientid, cancelled,
+                            extra={"clientid": clientid})
 
     async def _disconnect_all(self) -> None:
         for hub, _ in self.connections.values():

@@ -217,13 +217,13 @@ class Hub:
         try:
             aiomqtt.Wildcard(topic)  # before remembering it: a bad filter would fail every reconnect
         except (TypeError, ValueError) as exc:
-            raise HubError(f"hub {self.name}: cannot subscribe to {topic!r}: {exc}") from exc
+            raise HubError(f"clientid {self.name}: cannot subscribe to {topic!r}: {exc}") from exc
         self._subscriptions[topic] = qos
         link = self._link
         if link is not None:
             refused = await self._grant(link, [(topic, qos)])
             if refused:
-                raise HubError(f"hub {self.name}: the broker refused the subscription to {topic!r}")
+                raise HubError(f"clientid {self.name}: the broker refused the subscription to {topic!r}")
 
     async def unsubscribe(self, topic: str) -> None:
         """Forget a subscription and, if connected, unsubscribe from it."""
@@ -247,7 +247,7 @@ class Hub:
         """
         await self._ready.wait()
         if self._refused:
-            raise HubError(f"hub {self.name}: the broker refused subscriptions to {self._refused}")
+            raise HubError(f"clientid {self.name}: the broker refused subscriptions to {self._refused}")
 
     # -- the hot path -------------------------------------------------------------
 
@@ -262,15 +262,15 @@ class Hub:
         """
         link = self._link
         if link is None:
-            raise HubDisconnected(f"hub {self.name}: not connected")
+            raise HubDisconnected(f"clientid {self.name}: not connected")
         try:
             info = link.paho.publish(topic, payload, qos, retain)
         except ValueError as exc:
-            raise HubError(f"hub {self.name}: cannot publish to {topic!r}: {exc}") from exc
+            raise HubError(f"clientid {self.name}: cannot publish to {topic!r}: {exc}") from exc
         if info.rc != _SUCCESS:
             if info.rc == paho.MQTT_ERR_NO_CONN:
-                raise HubDisconnected(f"hub {self.name}: not connected")
-            raise HubError(f"hub {self.name}: cannot publish to {topic!r}: {paho.error_string(info.rc)}")
+                raise HubDisconnected(f"clientid {self.name}: not connected")
+            raise HubError(f"clientid {self.name}: cannot publish to {topic!r}: {paho.error_string(info.rc)}")
         await link.wait(info.mid, timeout, f"publish to {topic!r}")
 
     def ack(self, delivery: Delivery) -> None:
@@ -304,7 +304,7 @@ class Hub:
             if self._stop.done():
                 return
             pause = random.uniform(delay / 2, delay)
-            log.info("hub %s: reconnecting in %.1fs", self.name, pause)
+            log.info("clientid %s: reconnecting in %.1fs", self.name, pause)
             await asyncio.wait([self._stop], timeout=pause)
             delay = min(delay * 2, max(self._config.interval, FIRST_BACKOFF))
 
@@ -319,9 +319,9 @@ class Hub:
         except aiomqtt.MqttError as exc:
             if not link.up:
                 self.last_error = HubError(f"cannot connect to {self._where()}: {exc}")
-            log.warning("hub %s: connection to %s failed: %s", self.name, self._where(), exc)
+            log.warning("clientid %s: connection to %s failed: %s", self.name, self._where(), exc)
         except Exception:  # a bug here must not end reconnection for good
-            log.exception("hub %s: connection failed unexpectedly", self.name)
+            log.exception("clientid %s: connection failed unexpectedly", self.name)
         finally:
             self._detach(link, "connection closed")
             link.paho._reset_sockets()  # noqa: SLF001 - paho's wake-up socketpair outlives the client
@@ -332,7 +332,7 @@ class Hub:
         self.last_error = None
         self.reconnects += self._was_up
         self._was_up = True
-        log.info("hub %s: connected to %s as %r", self.name, self._where(), self._clientid,
+        log.info("clientid %s: connected to %s as %r", self.name, self._where(), self._clientid,
                  extra={"clientid": self._clientid})
         await self._announce(link, online=True)
         if self._subscriptions:
@@ -343,7 +343,7 @@ class Hub:
         if link.closed.done() and not self._stop.done():
             # paho reports a dropped socket as "Unspecified error": say what happened instead.
             self.last_error = HubDisconnected(f"connection to {self._where()} lost")
-            log.warning("hub %s: %s", self.name, self.last_error, extra={"clientid": self._clientid})
+            log.warning("clientid %s: %s", self.name, self.last_error, extra={"clientid": self._clientid})
         elif self._link is link:
             await self._announce(link, online=False)
 
@@ -358,7 +358,7 @@ class Hub:
             if info.rc == _SUCCESS:
                 await link.wait(info.mid, OPERATION_TIMEOUT, f"publish to {self._status_topic!r}")
         except HubError as exc:
-            log.warning("hub %s: could not publish its %s status: %s",
+            log.warning("clientid %s: could not publish its %s status: %s",
                         self.name, "online" if online else "offline", exc)
 
     async def _grant(self, link: _Link, pairs: list[tuple[str, int]]) -> list[str]:
@@ -369,7 +369,7 @@ class Hub:
             try:
                 rc, mid = link.paho.subscribe(pairs)
             except ValueError as exc:
-                raise HubError(f"hub {self.name}: cannot subscribe to {pairs}: {exc}") from exc
+                raise HubError(f"clientid {self.name}: cannot subscribe to {pairs}: {exc}") from exc
             if rc != _SUCCESS or mid is None:
                 return []
             try:
@@ -380,7 +380,7 @@ class Hub:
             for topic in refused:
                 self._subscriptions.pop(topic, None)
                 self._refused.append(topic)
-                log.error("hub %s: the broker refused the subscription to %r", self.name, topic)
+                log.error("clientid %s: the broker refused the subscription to %r", self.name, topic)
             return refused
         finally:
             link.granting -= 1
@@ -437,14 +437,14 @@ class Hub:
                 topic = m.topic
             except UnicodeDecodeError:
                 # No rule can match a topic that is not UTF-8: drop it for good.
-                log.warning("hub %s: dropped a message whose topic is not UTF-8", hub.name)
+                log.warning("clientid %s: dropped a message whose topic is not UTF-8", hub.name)
                 if m.qos:
                     link.paho.ack(m.mid, m.qos)
                 return
             try:
                 deliver(Delivery(topic, m.payload, m.qos, m.retain, m.mid, generation, now()))
             except Exception:
-                log.exception("hub %s: on_message failed", hub.name)
+                log.exception("clientid %s: on_message failed", hub.name)
 
         return on_message
 
@@ -465,7 +465,7 @@ class Hub:
         if not link.closed.done():
             cause = None if lost is None or lost.cancelled() else lost.exception()
             link.closed.set_result(cause)
-        link.fail(f"hub {self.name}: {reason}")
+        link.fail(f"clientid {self.name}: {reason}")
 
     def _new_client(self) -> aiomqtt.Client:
         c = self._config

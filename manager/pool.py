@@ -339,9 +339,10 @@ class Pool:
     def _failed_to_start(self, instance: Instance | None, fault: Fault, attempt: float) -> Fault:
         self.stats.start_failures += 1
         self._load_fault = fault
-        if attempt >= self._penalized_at:  # starts that failed together are one failure
+        first = attempt >= self._penalized_at  # starts that failed together are one failure, logged once
+        if first:
             self._penalize()
-        if not self._closing:
+        if first and not self._closing:
             name = instance.name if instance else self.function.name
             stack = "".join(f"\n    {frame}" for frame in fault.stack)
             log.error("%s failed to start: %s: %s%s (next try in %gs)", name, fault.error_type, fault.message,

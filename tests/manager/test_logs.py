@@ -133,3 +133,17 @@ def test_json_lines_also_escape_what_json_leaves_raw() -> None:
     record = logging.LogRecord("edgefn.x", logging.INFO, __file__, 1, "c1\x9b[2J del\x7f sep\u2028 ok é", None, None)
     line = logs.JsonFormatter().format(record)
     assert line.isprintable() and orjson.loads(line)["msg"] == "c1\x9b[2J del\x7f sep\u2028 ok é"
+
+
+def test_json_lines_carry_the_records_fields_as_keys_on_one_line() -> None:
+    record = logging.makeLogRecord({"name": "edgefn.router", "levelno": logging.WARNING, "levelname": "WARNING",
+                                    "msg": "rules[%d]: %s failed on %s", "args": (0, "f", "a\nb"),
+                                    "rule": 0, "function": "f", "topic": "a\nb", "clientid": "c2f",
+                                    "errorType": "ValueError", "pid": 42, "odd": object()})
+    line = logs.JsonFormatter().format(record)
+    assert "\n" not in line
+    entry = orjson.loads(line)
+    assert entry["msg"] == "rules[0]: f failed on a\nb"
+    assert (entry["rule"], entry["function"], entry["topic"], entry["clientid"], entry["errorType"], entry["pid"]) \
+        == (0, "f", "a\nb", "c2f", "ValueError", 42)
+    assert entry["odd"].startswith("<object object")  # what JSON cannot hold is written as text

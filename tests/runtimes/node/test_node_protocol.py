@@ -287,3 +287,11 @@ def _wait_for_blob(home: Path, mode: int = 0o600, timeout: float = 10.0) -> list
             return blobs
         time.sleep(0.01)
     pytest.fail(f"no code cache with mode {oct(mode)} under {home}")
+
+
+def test_under_a_manager_a_load_fault_is_only_in_the_handshake(node_runtime: Any) -> None:
+    # The manager logs the handshake's fault; the runtime repeating it would log every failed start twice.
+    instance = node_runtime.spawn("js_syntax", "index.handler", parent_pipe=True)
+    assert instance.wait() == 3
+    assert instance.handshake["errorType"] == "Runtime.UserCodeSyntaxError"
+    assert "cannot load the handler" not in instance.stderr()
