@@ -95,7 +95,7 @@ def profile(pid: int, output: Path, seconds: float) -> Iterator[None]:
     """Record a py-spy flame graph (SVG) of ``pid`` for up to ``seconds`` while the body runs."""
     spy = Path(sys.executable).with_name("py-spy")
     process = subprocess.Popen([str(spy), "record", "--pid", str(pid), "--output", str(output),
-                                "--duration", str(max(1, int(seconds))), "--rate", "200", "--nonblocking"],
+                                "--duration", str(max(1, int(seconds))), "--rate", "200", "--nonblocking", *(["--format", "raw"] if output.suffix == ".txt" else [])],
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         yield

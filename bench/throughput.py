@@ -38,7 +38,7 @@ def functions(which: list[str]) -> list[dict]:
     return [table[name] for name in which]
 
 
-async def main(count: int, which: list[str], profiles: Path | None) -> None:
+async def main(count: int, which: list[str], profiles: Path | None, kind: str = "svg") -> None:
     prefix = f"bench/{uuid.uuid4().hex[:6]}"
     results: list[tuple[Figures, dict[str, float]]] = []
     with broker() as mosquitto, tempfile.TemporaryDirectory() as folder:
@@ -56,7 +56,7 @@ async def main(count: int, which: list[str], profiles: Path | None) -> None:
                 await drive(port, source, target, min(count, 2000), name="warm-up")
                 meter = CpuMeter.for_edgefn(process.pid, mosquitto.process.pid)
                 meter.start()
-                with _profiled(profiles, spec["runtime"], meter, count):
+                with _profiled(profiles, spec["runtime"], meter, count, kind):
                     figures = await drive(port, source, target, count, name=f"edgefn {spec['runtime']}")
                 results.append((figures, meter.per_message(figures.messages)))  # before the processes stop
     print(f"\nthroughput, {count} QoS 1 messages, one mosquitto, shared cores (nothing pinned)")
@@ -66,7 +66,7 @@ async def main(count: int, which: list[str], profiles: Path | None) -> None:
 
 
 @contextlib.contextmanager
-def _profiled(folder: Path | None, runtime: str, meter: CpuMeter, count: int) -> Iterator[None]:
+def _profiled(folder: Path | None, runtime: str, meter: CpuMeter, count: int, kind: str = "svg") -> Iterator[None]:
     """Flame graphs of the manager and of its first runtime while the load runs (with --profile)."""
     if folder is None:
         yield
@@ -75,11 +75,11 @@ def _profiled(folder: Path | None, runtime: str, meter: CpuMeter, count: int) ->
     seconds = max(5.0, count / 500)
     runtimes = [pid for name, pid in meter.processes.items() if "runtime" in name]
     with contextlib.ExitStack() as stack:
-        stack.enter_context(profile(meter.processes["manager"], folder / f"{runtime}-manager.svg", seconds))
+        stack.enter_context(profile(meter.processes["manager"], folder / f"{runtime}-manager.{kind}", seconds))
         if runtimes:
-            stack.enter_context(profile(runtimes[0], folder / f"{runtime}-runtime.svg", seconds))
+            stack.enter_context(profile(runtimes[0], folder / f"{runtime}-runtime.{kind}", seconds))
         yield
-    print(f"  profiles of the {runtime} run: {folder}/{runtime}-manager.svg, {runtime}-runtime.svg")
+    print(f"  profiles of the {runtime} run: {folder}/{runtime}-manager.{kind}, {runtime}-runtime.{kind}")
 
 
 if __name__ == "__main__":
@@ -87,5 +87,8 @@ if __name__ == "__main__":
     parser.add_argument("--messages", type=int, default=20000)
     parser.add_argument("--only", default="python,node,sql", help="comma-separated: python,node,sql")
     parser.add_argument("--profile", type=Path, metavar="DIR", help="write py-spy flame graphs into DIR")
+    parser.add_argument("--profile-format", choices=("svg", "txt"), default="svg",
+                        help="svg: flame graphs; txt: collapsed stacks (one line per stack, with its sample count)")
     args = parser.parse_args()
-    asyncio.run(main(args.messages, [name for name in args.only.split(",") if name], args.profile))
+    asyncio.run(main(args.messages, [name for name in args.only.split(",") if name], args.profile,
+                     args.profile_format))
