@@ -9,6 +9,11 @@ The client never decides an instance's fate itself: a call past its deadline,
 or a stream that broke while the process lives, is reported to ``on_fault``
 (the instance kills the process); the process's exit fails what is pending
 through :meth:`FunctionClient.fail_all`.
+
+A call's outputs (Talk ``Output`` frames, ahead of its answer) go to the
+call's ``outputs`` sink as they arrive; once the call has failed (its deadline
+passed, the process died) they are dropped: what a caller saw fail stays
+silent. Unary calls have no outputs.
 """
 
 from __future__ import annotations
@@ -40,8 +45,10 @@ STREAM_LOSS_GRACE = 2.0
 PROBE_FIRST = 0.01
 PROBE_MAX = 0.5
 
-# A call in flight: the caller's future, its deadline (loop time) and the call.
-_Pending = tuple["asyncio.Future[bytes]", float, Call]
+# Takes one Output frame of a call (Payload, Topic, OutputQOS, OutputRetain), on the loop.
+OutputSink = Callable[[function_pb2.FunctionMessage], None]
+# A call in flight: the caller's future, its deadline (loop time), the call and its outputs' sink.
+_Pending = tuple["asyncio.Future[bytes]", float, Call, "OutputSink | None"]
 
 
 class FunctionClient:
@@ -123,8 +130,12 @@ class FunctionClient:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, PROBE_MAX)
 
-    async def call(self, call: Call, timeout: float) -> bytes:
-        """Run one call; return the result payload (b"" = nothing) or raise a ``Fault``."""
+    async def call(self, call: Call, timeout: float, outputs: OutputSink | None = None) -> bytes:
+        """Run one call; return the result payload (b"" = nothing) or raise a ``Fault``.
+
+        ``outputs`` gets each output the call produces before its answer (Talk
+        only: a unary Call returns the result alone).
+        """
         if not self.talk:
             return await self._call_unary(call, timeout)
         # The hot path: one message, one future, no timer per call, no logging.
@@ -132,7 +143,7 @@ class FunctionClient:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[bytes] = loop.create_future()
         deadline = loop.time() + timeout
-        self._pending[sequence] = (future, deadline, call)
+        self._pending[sequence] = (future, deadline, call, outputs)
         if self._watchdog is None:
             self._watchdog = loop.call_at(deadline, self._check_deadlines, timeout)
         self._outbox.put_nowait(_message(call, sequence))
@@ -160,7 +171,7 @@ class FunctionClient:
         if self._watchdog is not None:
             self._watchdog.cancel()
             self._watchdog = None
-        for future, _, _ in self._pending.values():
+        for future, _, _, _ in self._pending.values():
             if not future.done():
                 future.set_exception(Fault(fault.error_type, fault.message))
         self._pending.clear()
@@ -184,7 +195,7 @@ class FunctionClient:
             return
         loop = asyncio.get_running_loop()
         now = loop.time()
-        for future, deadline, call in self._pending.values():
+        for future, deadline, call, _ in self._pending.values():
             if deadline > now:
                 self._watchdog = loop.call_at(deadline, self._check_deadlines, timeout)
                 return
@@ -212,6 +223,9 @@ class FunctionClient:
         try:
             async for frame in self._stub.Talk(self._requests()):
                 for reply in frame.Batch or (frame,):
+                    if reply.Output:
+                        self._output(reply)
+                        continue
                     entry = pending.pop(reply.Sequence, None)
                     if entry is None:
                         continue
@@ -229,6 +243,13 @@ class FunctionClient:
         except grpc.aio.AioRpcError as exc:
             await self._stream_lost(exc)
         self._on_ended()  # no call can be answered any more
+
+    def _output(self, reply: function_pb2.FunctionMessage) -> None:
+        entry = self._pending.get(reply.Sequence)
+        # Dropped when the caller has its outcome already (a timeout, a crash, a
+        # cancel): after a failure, nothing more of that call is published.
+        if entry is not None and entry[3] is not None and not entry[0].done():
+            entry[3](reply)
 
     async def _stream_lost(self, exc: grpc.aio.AioRpcError) -> None:
         if self._exit.is_set():

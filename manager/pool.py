@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 
+from edgefn.manager.client import OutputSink
 from edgefn.manager.config import FunctionConfig
 from edgefn.manager.instance import Instance
 from edgefn.manager.launch import LaunchError, instance_env
@@ -142,8 +143,11 @@ class Pool:
 
     # -- calls -----------------------------------------------------------------
 
-    async def call(self, call: Call) -> bytes:
-        """Run ``call`` on an instance; return the result payload or raise a ``Fault``."""
+    async def call(self, call: Call, outputs: OutputSink | None = None) -> bytes:
+        """Run ``call`` on an instance; return the result payload or raise a ``Fault``.
+
+        ``outputs`` takes each output the call produces before its result.
+        """
         limit = self.message_max
         if len(call.payload) > limit:
             raise _too_large("input", len(call.payload), limit)
@@ -159,7 +163,7 @@ class Pool:
                 instance = (None if self._lenders else self._pick()) or await self._lend()
             finally:
                 self._waiting -= 1
-            result = await instance.call(call, self._timeout)
+            result = await instance.call(call, self._timeout, outputs)
             if len(result) > limit:  # built-in runtimes check this; a custom one may not
                 raise _too_large("result", len(result), limit)
         except Fault as fault:

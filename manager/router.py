@@ -6,7 +6,9 @@ same runner lookup, retries, results and envelopes, on the rule's connection.
 One Router serves one hub connection (one clientid) and the rules on it. QoS 1
 inputs are acknowledged only after every output they caused was accepted by the
 hub (or when there was nothing to publish), so a crash anywhere loses nothing:
-the broker redelivers what was never acknowledged.
+the broker redelivers what was never acknowledged. A call's intermediate outputs
+(``outputs.py``) go out as they arrive, before its result, and count among
+those outputs.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from edgefn.manager.config import RuleConfig, TopicConfig
 from edgefn.manager.hub import Delivery, Hub, HubError
 from edgefn.manager.message import Call, envelope
 from edgefn.manager.metrics import FunctionStats
+from edgefn.manager.outputs import CallOutputs
 from edgefn.manager.runners import Gone, Runner
 from edgefn.manager.topics import invalid_topic, topic_matches
 from edgefn.runtimes import faults
@@ -63,6 +66,7 @@ class Router:
     def __init__(self, routes: Sequence[Route], name: str) -> None:
         self.name = name
         self._task_name = f"{name}:deliver"  # formatted once: on_message is the hot path
+        self._output_name = f"{name}:output"
         self.hub: Hub | None = None
         self._routes = list(routes)
         self._matches: dict[str, list[Route]] = {}
@@ -171,19 +175,32 @@ class Router:
         topic, problem = self._render(rule.publish, "publish.topic", call.topic, rule)
         if topic is None:
             return await self._publish_fault(route, route.runner, call, Fault(faults.INVALID_TOPIC, problem or ""), 0)
+        outputs = CallOutputs(self._publish, rule, route.stats, topic, call.qos, self._output_name)
+        try:
+            return await self._run(route, call, topic, outputs)
+        finally:
+            outputs.cancel()  # only when cancelled (shutdown): settled otherwise
+
+    async def _run(self, route: Route, call: Call, topic: str, outputs: CallOutputs) -> bool:
+        """The call's attempts, then its outputs' publishes, then its result or envelope."""
+        rule = route.rule
         attempts = 0
         while True:
             attempts += 1
             runner = route.runner
             try:
-                result = await runner.call(call)
+                result = await runner.call(call, outputs)
             except Fault as fault:
                 if fault.retriable and attempts < rule.retry_max and not self._closed:
                     continue
-                return await self._publish_fault(route, runner, call, fault, attempts)
+                # The outputs already produced stand; the envelope follows them.
+                accepted = await outputs.settle()
+                return await self._publish_fault(route, runner, call, fault, attempts) and accepted
+            accepted = await outputs.settle()
             if not result:
-                return True
-            return await self._publish(topic, result, min(call.qos, rule.publish.qos), rule.publish.retain)
+                return accepted
+            published = await self._publish(topic, result, min(call.qos, rule.publish.qos), rule.publish.retain)
+            return published and accepted
 
     def _render(self, target: TopicConfig, key: str, input_topic: str, rule: RuleConfig) -> tuple[str | None, str]:
         """``target``'s topic for this input, or None and why it cannot be published to."""
