@@ -8,10 +8,16 @@ full error envelope JSON of SPEC §7 (docs/grpc.md shows how a client reads it).
 Alongside ``baetyl.Function`` the server answers the standard health service
 (service ``""`` and ``baetyl.Function``: the server; a function's name: that
 function) and server reflection, so ``grpcurl`` works without the proto file.
+
+``CallStream`` is ``Call`` with the call's outputs: each is streamed as it is
+produced (``Output`` set, with the ``Topic``, ``OutputQOS`` and ``OutputRetain``
+the function asked for), then the result; a failure ends the stream with the
+same status and envelope as ``Call``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -162,6 +168,54 @@ class _FunctionService(function_pb2_grpc.FunctionServicer):
             ID=call.id, QOS=call.qos, Topic=call.topic, Payload=result, Timestamp=call.timestamp,
             FunctionName=call.function, FunctionInvokeID=call.invoke_id,
         )
+
+
+    async def CallStream(self, request: FunctionMessage, context: grpc.aio.ServicerContext) -> None:  # noqa: N802
+        call = _direct_call(request)
+        runner = self._runners.get(call.function)
+        if runner is None:
+            await _not_found(self._runners, call, context)
+        frames: asyncio.Queue[FunctionMessage | None] = asyncio.Queue()
+
+        def output(frame: FunctionMessage) -> None:
+            frames.put_nowait(FunctionMessage(
+                ID=call.id, Topic=frame.Topic, Payload=frame.Payload, FunctionName=call.function,
+                FunctionInvokeID=call.invoke_id, Output=True, OutputQOS=frame.OutputQOS,
+                OutputRetain=frame.OutputRetain))
+
+        running = asyncio.create_task(runner.call(call, output), name=f"server:{call.function}:stream")
+        running.add_done_callback(lambda _: frames.put_nowait(None))  # after every output it made
+        try:
+            while (frame := await frames.get()) is not None:
+                await context.write(frame)
+            result = running.result()
+        except Fault as fault:
+            await _abort(context, call, fault, runner.runtime, runner.message_max)
+        except Exception as exc:
+            log.exception("direct call of %s failed", call.function)
+            bug = Fault(faults.UNKNOWN_FAULT, f"the manager failed: {type(exc).__name__}: {exc}", code=faults.INTERNAL)
+            await _abort(context, call, bug, runner.runtime, runner.message_max)
+        finally:
+            if not running.done():  # the client went away
+                running.cancel()
+                await asyncio.gather(running, return_exceptions=True)
+        await context.write(FunctionMessage(
+            ID=call.id, QOS=call.qos, Topic=call.topic, Payload=result, Timestamp=call.timestamp,
+            FunctionName=call.function, FunctionInvokeID=call.invoke_id,
+        ))
+
+
+def _direct_call(request: FunctionMessage) -> Call:
+    return Call(
+        id=request.ID,
+        qos=request.QOS,
+        topic=request.Topic,
+        payload=request.Payload,
+        timestamp=request.Timestamp or int(time.time()),
+        function=request.FunctionName,
+        invoke_id=request.FunctionInvokeID or str(uuid.uuid4()),
+        retain=request.Retain,
+    )
 
 
 async def _not_found(runners: Mapping[str, Runner], call: Call, context: grpc.aio.ServicerContext) -> NoReturn:
