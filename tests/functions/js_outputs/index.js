@@ -4,7 +4,7 @@
 exports.publishes = (event, context) => {
   for (let i = 0; i < (event.n || 2); i++) context.publish({ i });
   context.publish(null); // nothing
-  context.publish(Buffer.from('raw'), { topic: 'elsewhere/raw', qos: 0, retain: true });
+  context.publish(Buffer.from('raw'), { topic: event.raw_topic || 'elsewhere/raw', qos: 0, retain: true });
   return { done: context.messageTopic, keys: Object.keys(context).length, json: JSON.parse(JSON.stringify(context)).messageTopic };
 };
 

@@ -10,7 +10,7 @@ def publishes(event, context):
     for i in range(event.get("n", 2)):
         context.publish({"i": i})
     context.publish(None)  # nothing
-    context.publish(b"raw", topic="elsewhere/raw", qos=0, retain=True)
+    context.publish(b"raw", topic=event.get("raw_topic", "elsewhere/raw"), qos=0, retain=True)
     return {"done": context["messageTopic"], "dict": isinstance(context, dict)}
 
 
