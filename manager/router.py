@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 
 from edgefn.manager.config import RuleConfig, TopicConfig
@@ -66,7 +66,7 @@ class Router:
     def __init__(self, routes: Sequence[Route], name: str) -> None:
         self.name = name
         self._task_name = f"{name}:deliver"  # formatted once: on_message is the hot path
-        self._output_name = f"{name}:output"
+        self.output_task_name = f"{name}:output"  # read by CallOutputs
         self.hub: Hub | None = None
         self._routes = list(routes)
         self._matches: dict[str, list[Route]] = {}
@@ -175,32 +175,29 @@ class Router:
         topic, problem = self._render(rule.publish, "publish.topic", call.topic, rule)
         if topic is None:
             return await self._publish_fault(route, route.runner, call, Fault(faults.INVALID_TOPIC, problem or ""), 0)
-        outputs = CallOutputs(self._publish, rule, route.stats, topic, call.qos, self._output_name)
-        try:
-            return await self._run(route, call, topic, outputs)
-        finally:
-            outputs.cancel()  # only when cancelled (shutdown): settled otherwise
-
-    async def _run(self, route: Route, call: Call, topic: str, outputs: CallOutputs) -> bool:
-        """The call's attempts, then its outputs' publishes, then its result or envelope."""
-        rule = route.rule
+        # One small object per call; a call without outputs pays nothing else (no task, no await).
+        outputs = CallOutputs(self, route, topic, call.qos)
         attempts = 0
-        while True:
-            attempts += 1
-            runner = route.runner
-            try:
-                result = await runner.call(call, outputs)
-            except Fault as fault:
-                if fault.retriable and attempts < rule.retry_max and not self._closed:
-                    continue
-                # The outputs already produced stand; the envelope follows them.
-                accepted = await outputs.settle()
-                return await self._publish_fault(route, runner, call, fault, attempts) and accepted
-            accepted = await outputs.settle()
-            if not result:
-                return accepted
-            published = await self._publish(topic, result, min(call.qos, rule.publish.qos), rule.publish.retain)
-            return published and accepted
+        try:
+            while True:
+                attempts += 1
+                runner = route.runner
+                try:
+                    result = await runner.call(call, outputs)
+                except Fault as fault:
+                    if fault.retriable and attempts < rule.retry_max and not self._closed:
+                        continue
+                    # The outputs already produced stand; the envelope follows them.
+                    accepted = not outputs.pending or await outputs.settle()
+                    return await self._publish_fault(route, runner, call, fault, attempts) and accepted
+                accepted = not outputs.pending or await outputs.settle()
+                if not result:
+                    return accepted
+                published = await self._publish(topic, result, min(call.qos, rule.publish.qos), rule.publish.retain)
+                return published and accepted
+        finally:
+            if outputs.pending:  # cancelled (shutdown) while its outputs were going out
+                outputs.cancel()
 
     def _render(self, target: TopicConfig, key: str, input_topic: str, rule: RuleConfig) -> tuple[str | None, str]:
         """``target``'s topic for this input, or None and why it cannot be published to."""
@@ -239,6 +236,10 @@ class Router:
             return True
         body = envelope(call, fault, runtime=runner.runtime, attempts=attempts, payload_max=runner.message_max)
         return await self._publish(topic, body, min(call.qos, target.qos), target.retain)
+
+    def publish_output(self, topic: str, payload: bytes, qos: int, retain: bool) -> Coroutine[object, object, bool]:
+        """Publish one of a call's outputs (see outputs.py); True once the hub accepted it."""
+        return self._publish(topic, payload, qos, retain)
 
     async def _publish(self, topic: str, payload: bytes, qos: int, retain: bool) -> bool:
         assert self.hub is not None

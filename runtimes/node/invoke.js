@@ -86,8 +86,6 @@ function toJson(result) {
   return text;
 }
 
-const JOB = Symbol('edgefn.job');
-
 /** What is wrong with context.publish's options, or null. */
 function outputProblem(options) {
   if (options === undefined || options === null) return null;
@@ -102,18 +100,40 @@ function outputProblem(options) {
   return null;
 }
 
-// The context's prototype: its keys stay Baetyl's (JSON.stringify(context) is unchanged).
-const CONTEXT = {
+/**
+ * The handler's context: Baetyl's keys as own properties (so its keys, its JSON
+ * and console.log stay Baetyl's) and `publish` on the class. The call it belongs
+ * to is a private field. A class, not an object literal with a prototype: V8
+ * builds it as fast as a plain object.
+ */
+class Context {
+  #job;
+
+  constructor(job, name) {
+    const message = job.message;
+    const invokeId = message.FunctionInvokeID;
+    this.#job = job;
+    this.messageQOS = message.QOS;
+    this.messageTopic = message.Topic;
+    this.messageRetain = message.Retain === true;
+    this.messageTimestamp = Number(message.Timestamp);
+    this.functionName = message.FunctionName || name;
+    this.functionInvokeID = invokeId;
+    this.invokeid = invokeId;
+    // A scheduled call only: its nominal fire time, RFC 3339 in the schedule's zone.
+    if (message.ScheduledTime) this.scheduledTime = message.ScheduledTime;
+  }
+
   /**
    * Publishes `payload` now, before the call's result (encoded like a result;
    * undefined/null: nothing). `topic` defaults to the rule's publish topic,
-   * `qos` to its QoS; the input's QoS caps either.
+   * `qos` to its QoS; the input's QoS caps either. On a unary Call, or once
+   * the call has answered, the output is dropped.
    * @param {unknown} payload
    * @param {{topic?: string, qos?: number, retain?: boolean}} [options]
    */
   publish(payload, options) {
-    const job = this[JOB];
-    if (job === undefined) throw new TypeError('context.publish must be called as a method of the context');
+    const job = this.#job;
     const problem = outputProblem(options);
     if (problem !== null) throw new TypeError(`context.publish: ${problem}`);
     let bytes;
@@ -122,7 +142,7 @@ const CONTEXT = {
     } catch (err) {
       throw new TypeError(`context.publish: ${(err.errorMessage || err.message).replace(/^result/, 'the output')}`);
     }
-    if (bytes.length === 0 || job.output === undefined || job.settled) return; // after the answer: dropped
+    if (bytes.length === 0 || job.output === undefined || job.settled) return;
     const { topic, qos, retain } = options || {};
     job.output({
       Sequence: job.message.Sequence,
@@ -132,8 +152,8 @@ const CONTEXT = {
       OutputQOS: qos === undefined || qos === null ? 0 : qos + 1,
       OutputRetain: retain === true,
     });
-  },
-};
+  }
+}
 
 function isThenable(value) {
   return value !== null && (typeof value === 'object' || typeof value === 'function') && typeof value.then === 'function';
@@ -241,22 +261,7 @@ class Dispatcher {
   }
 
   context(job) {
-    const message = job.message;
-    const invokeId = message.FunctionInvokeID;
-    const context = {
-      __proto__: CONTEXT,
-      [JOB]: job,
-      messageQOS: message.QOS,
-      messageTopic: message.Topic,
-      messageRetain: message.Retain === true,
-      messageTimestamp: Number(message.Timestamp),
-      functionName: message.FunctionName || this.name,
-      functionInvokeID: invokeId,
-      invokeid: invokeId,
-    };
-    // A scheduled call only: its nominal fire time, RFC 3339 in the schedule's zone.
-    if (message.ScheduledTime) context.scheduledTime = message.ScheduledTime;
-    return context;
+    return new Context(job, this.name);
   }
 
   /**
