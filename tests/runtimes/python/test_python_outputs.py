@@ -93,3 +93,16 @@ async def test_unary_call_returns_the_result_only(spawn) -> None:
     assert orjson.loads(reply.Payload) == {"done": "in/t", "dict": True}
     generated = await (await spawn("outputs", "index.generates")).call(b"{}")
     assert generated.Payload == b""
+
+
+def test_context_is_a_dict_whose_publish_checks_its_arguments() -> None:
+    from edgefn.runtimes.python.invoke import Context
+
+    context = Context(messageTopic="t")
+    context._outputs, context._sequence = None, 1
+    assert context["messageTopic"] == "t" and orjson.loads(orjson.dumps(context)) == {"messageTopic": "t"}
+    context.publish({"dropped": True})  # no stream (a unary Call): nothing, no error
+    with pytest.raises(TypeError, match="context.publish: got a set that cannot be JSON encoded"):
+        context.publish({1, 2})
+    with pytest.raises(ValueError, match="qos must be"):
+        context.publish(1, qos=5)
