@@ -317,12 +317,16 @@ class RunnerTable(Mapping[str, Runner]):
                             stats=self._metrics.function(function.name))
 
     async def start(self, functions: Iterable[FunctionConfig]) -> None:
-        """Build and start a runner per function (``min`` instances warm)."""
+        """Build a runner per function, then start them (``min`` instances warm).
+
+        The table is complete before the first await: deliveries arriving while
+        instances start (the hub connects at the same time) find their runner.
+        """
         functions = list(functions)
-        for problem in await probe_launch(functions):
-            log.error("%s; its functions will answer with Runtime.Unavailable envelopes", problem)
         for function in functions:
             self._runners[function.name] = self.build(function)
+        for problem in await probe_launch(functions):
+            log.error("%s; its functions will answer with Runtime.Unavailable envelopes", problem)
         await asyncio.gather(*(runner.start() for runner in self._runners.values()))
 
     async def fresh(self, functions: list[FunctionConfig]) -> dict[str, Runner]:
