@@ -64,7 +64,7 @@ async def address(socket_dir: Path) -> AsyncIterator[str]:
 async def test_remote_call_prints_each_output_on_its_own_line_then_the_result(address: str) -> None:
     code, lines, stderr = await edgefn_call("publishes", "--data", '{"n": 2}', "--topic", "in/t", "--address", address)
     assert code == 0, stderr
-    assert [line for _, line in lines] == [b'{"i":0}\n', b'{"i":1}\n', b"raw\n", b'{"done":"in/t","dict":true}']
+    assert [line for _, line in lines] == [b'{"i":0}\n', b'{"i":1}\n', b"raw\n", b'{"done":"in/t","dict":true}\n']
 
 
 async def test_remote_outputs_are_printed_as_they_arrive(address: str) -> None:
@@ -97,7 +97,7 @@ async def test_a_runtimes_own_address_has_no_callstream_and_gives_the_result_alo
         runtime.terminate()
         await runtime.wait()
     assert code == 0, stderr
-    assert [line for _, line in lines] == [b'{"done":"","dict":true}']
+    assert [line for _, line in lines] == [b'{"done":"","dict":true}\n']  # the result too ends its line
 
 
 async def test_config_call_prints_the_outputs_too(tmp_path: Path) -> None:
