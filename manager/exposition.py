@@ -10,7 +10,7 @@ pays nothing for the exposition. prometheus-client writes the text format.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import Protocol
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -82,7 +82,7 @@ NAMES: dict[str, tuple[str, str, str]] = {
 }
 
 
-def _family(name: str) -> Metric:
+def _family(name: str) -> Any:  # a counter, gauge or histogram family: each has its own add_metric
     kind, labels, meaning = NAMES[name]
     label_names = [label.strip() for label in labels.split(",")] if labels else []
     base = name.removesuffix("_total")
@@ -100,7 +100,7 @@ class ManagerCollector(Collector):
         self._manager = manager
 
     def collect(self) -> Iterator[Metric]:
-        families = {name: _family(name) for name in NAMES}
+        families: dict[str, Any] = {name: _family(name) for name in NAMES}
         families["edgefn_ready"].add_metric([], 1 if self._manager.ready else 0)
         for stats in list(self._manager.metrics.functions.values()):
             _function(families, stats)
@@ -114,7 +114,7 @@ class ManagerCollector(Collector):
         yield from families.values()
 
 
-def _function(families: dict[str, Metric], stats: FunctionStats) -> None:
+def _function(families: dict[str, Any], stats: FunctionStats) -> None:
     name = stats.name
     calls = families["edgefn_function_calls_total"]
     calls.add_metric([name, "ok", ""], stats.calls - stats.errors)
@@ -139,7 +139,7 @@ def _function(families: dict[str, Metric], stats: FunctionStats) -> None:
         families["edgefn_schedule_late_fires_total"].add_metric([str(rule), name], stats.late_fires.get(rule, 0))
 
 
-def _rule(families: dict[str, Metric], rule: RuleStats) -> None:
+def _rule(families: dict[str, Any], rule: RuleStats) -> None:
     labels = [str(rule.index), rule.function, rule.clientid]
     families["edgefn_rule_inputs_total"].add_metric(labels, rule.inputs)
     families["edgefn_rule_outputs_total"].add_metric(labels, rule.outputs)
