@@ -27,6 +27,7 @@ from pathlib import Path
 
 from edgefn.wire.limits import MQTT_MESSAGE_MAX
 
+from .identity import Identity
 from .schedule import Schedule
 from .timefilter import TimeFilter
 from .topics import Template, TemplateError, compile_template
@@ -185,6 +186,7 @@ class InstanceConfig:
     memory: int | None = None
     message_max: int = 4 * 1024 * 1024
     backoff_max: float = 60.0
+    identity: Identity | None = None  # instance.user/group: who the instances run as (None: the manager)
 
 
 @dataclass(frozen=True)

@@ -236,9 +236,25 @@ async def check_function(function: FunctionConfig, folder: Path) -> HandlerProbl
     kind = KINDS[function.runtime]
     if kind.in_process:
         return check.check_statement(function)
+    if problems := await identity_problems(function):
+        return check.HandlerProblem(function.name, faults.UNAVAILABLE_FAULT, "; ".join(problems))
     if kind.command and not function.handshake:
         return await check.check_command(function, launcher(function))
     return await check.check_process(function, launcher(function), folder)
+
+
+async def identity_problems(function: FunctionConfig) -> list[str]:
+    """What stops ``function`` from running as its ``instance.user``/``group`` here (one line each)."""
+    from edgefn.manager import identity
+
+    who = function.instance.identity
+    if who is None or not who.differs() or KINDS[function.runtime].in_process:
+        return []
+    try:
+        launch = await asyncio.to_thread(launcher(function))
+    except LaunchError:
+        return []  # reported on its own
+    return identity.problems(function.name, who, function.codedir, launch.argv[0])
 
 
 async def probe_launch(functions: list[FunctionConfig]) -> list[str]:
@@ -312,7 +328,10 @@ class RunnerTable(Mapping[str, Runner]):
 
     async def start(self, functions: Iterable[FunctionConfig]) -> None:
         """Build and start a runner per function (``min`` instances warm)."""
+        from edgefn.manager.identity import require
+
         functions = list(functions)
+        require(line for lines in await asyncio.gather(*map(identity_problems, functions)) for line in lines)
         for problem in await probe_launch(functions):
             log.error("%s; its functions will answer with Runtime.Unavailable envelopes", problem)
         for function in functions:
