@@ -82,7 +82,7 @@ async def check_process(function: FunctionConfig, launcher: Callable[[], Launch]
     process = await asyncio.create_subprocess_exec(
         *launch.argv, "--check", cwd=function.codedir, env=env,
         stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        **switch,  # type: ignore[arg-type]
+        **switch,
     )
     try:
         async with asyncio.timeout(CHECK_TIMEOUT):

@@ -150,10 +150,15 @@ def socket_folder(parent: Path, name: str, who: Identity) -> Path:
     folder.mkdir(mode=0o700, exist_ok=True)
     os.chown(folder, who.uid, who.gid)
     folder.chmod(0o700)  # mkdir's mode is masked by the umask: set it exactly
-    mode = stat.S_IMODE(parent.stat().st_mode)
-    if not mode & stat.S_IXOTH:
-        parent.chmod(mode | stat.S_IXOTH | stat.S_IXGRP)
+    traversable(parent)
     return folder
+
+
+def traversable(folder: Path) -> None:
+    """Let other users pass through ``folder`` (add the search bits; never read or write)."""
+    mode = stat.S_IMODE(folder.stat().st_mode)
+    if not mode & stat.S_IXOTH:
+        folder.chmod(mode | stat.S_IXOTH | stat.S_IXGRP)
 
 
 def require(checks: Iterable[str]) -> None:

@@ -331,7 +331,8 @@ class RunnerTable(Mapping[str, Runner]):
         from edgefn.manager.identity import require
 
         functions = list(functions)
-        require(line for lines in await asyncio.gather(*map(identity_problems, functions)) for line in lines)
+        prepared = [self._prepare(function) for function in functions]  # the code its instances run
+        require(line for lines in await asyncio.gather(*map(identity_problems, prepared)) for line in lines)
         for problem in await probe_launch(functions):
             log.error("%s; its functions will answer with Runtime.Unavailable envelopes", problem)
         for function in functions:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import stat
 import uuid
 from pathlib import Path
@@ -17,8 +18,10 @@ import orjson
 import pytest
 
 from edgefn.manager import identity
-from edgefn.manager.config import ConfigError, load_config
+from edgefn.manager.config import ConfigError, FunctionConfig, InstanceConfig, load_config
 from edgefn.manager.identity import Identity, IdentityError, closed_to
+from edgefn.manager.metrics import Metrics
+from edgefn.manager.runners import RunnerTable, check_function
 from support.broker import Mosquitto
 from support.manager import FUNCTIONS, ManagerProcess, write_config
 from support.mqtt import Probe
@@ -78,13 +81,14 @@ def test_code_or_runtime_in_a_folder_closed_to_the_user_is_reported(socket_dir: 
 
 
 @pytest.mark.timeout(60)
+@pytest.mark.parametrize("command", ["run", "dev"])  # dev runs instances from a snapshot of the code
 async def test_instances_run_as_nobody_cannot_read_the_manager_and_talk_over_their_own_socket_folder(
-    mosquitto: Mosquitto, topic: str, tmp_path: Path
+    mosquitto: Mosquitto, topic: str, tmp_path: Path, command: str
 ) -> None:
     assert os.geteuid() == 0, "this test runs as root, like CI"
     config = config_with(tmp_path, mosquitto, topic, {"user": "nobody"})
     async with Probe(mosquitto.port, [f"{topic}/out"]) as probe:
-        with ManagerProcess(config, env={"EDGEFN_TEST_SECRET": "do-not-leak"}) as manager:
+        with ManagerProcess(config, command=command, env={"EDGEFN_TEST_SECRET": "do-not-leak"}) as manager:
             await asyncio.to_thread(manager.wait_ready)
             await probe.publish(f"{topic}/in", b"{}")
             seen = orjson.loads((await probe.next(timeout=20)).payload)
@@ -99,3 +103,29 @@ async def test_instances_run_as_nobody_cannot_read_the_manager_and_talk_over_the
     assert (own.st_uid, stat.S_IMODE(own.st_mode)) == (NOBODY, 0o700)
     assert (parent.st_uid, stat.S_IMODE(parent.st_mode)) == (0, 0o711)
     assert not folder.exists()  # removed with the pool
+
+
+def node_config(codedir: Path, **instance: object) -> FunctionConfig:
+    return FunctionConfig("whoami", "node", "index.handler", codedir,
+                          instance=InstanceConfig(identity=Identity(NOBODY, NOBODY, "/nonexistent", "nobody"), **instance))
+
+
+async def test_the_start_fails_with_one_clear_error_when_the_manager_is_not_root(
+    socket_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(identity.os, "geteuid", lambda: 1000)
+    table = RunnerTable(socket_dir=socket_dir, metrics=Metrics(), grace=1.0)
+    with pytest.raises(IdentityError, match="^function whoami: instance.user/group 'nobody' needs the manager to run as root"):
+        await table.start([node_config(RUN_AS)])
+    assert len(table) == 0  # nothing was built, nothing started
+
+
+async def test_check_loads_the_handler_as_the_user_and_reports_code_it_cannot_read(socket_dir: Path) -> None:
+    socket_dir.chmod(0o755)
+    closed = socket_dir / "private"
+    shutil.copytree(RUN_AS, closed / "code")
+    closed.chmod(0o700)
+    assert await check_function(node_config(RUN_AS), socket_dir) is None  # loads as nobody
+    problem = await check_function(node_config(closed / "code"), socket_dir)
+    assert problem is not None and problem.error_type == "Runtime.Unavailable"
+    assert "its codedir" in problem.message and "is not readable by 'nobody'" in problem.message
