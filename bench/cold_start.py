@@ -1,4 +1,5 @@
-"""Cold start: first call → first result on a pool with no instance, Python and Node.
+"""Cold start: first call → first result on a pool with no instance, Python and Node;
+and ``edgefn run`` → first answer (min 0 and min 1) beside a bare aiomqtt forwarder's start.
 
 Usage: python bench/cold_start.py [--runs N]
 
@@ -8,7 +9,13 @@ every measured call starts its instance from nothing. Runs alternate between
 the runtimes, so load from the rest of the machine falls on both alike; one
 unmeasured run each comes first (it fills the OS page cache and Node's code
 cache, as any earlier start of the same edgefn would). The cores are shared:
-nothing is pinned. Targets (issues #2, #4): python ≤ 150 ms p50, node ≤ 200 ms p50.
+nothing is pinned. Targets: python ≤ 150 ms p50, node ≤ 200 ms p50.
+
+The second part starts whole processes on one mosquitto: ``edgefn run`` (a Python
+identity rule, ``instance.min`` 0 or 1, a fresh client id each run) and the
+forwarder, while a probe publishes to the input topic every 5 ms; the time is
+from the process's spawn to the first answer on the output topic. Targets:
+≤ 300 ms with min 0, ≤ 200 ms with min 1.
 """
 
 from __future__ import annotations
@@ -22,7 +29,12 @@ import time
 import uuid
 from pathlib import Path
 
-from harness import BENCH, Figures
+import subprocess
+import sys
+
+import aiomqtt
+import yaml
+from harness import BENCH, Figures, broker
 
 from edgefn.manager.config import FunctionConfig, InstanceConfig
 from edgefn.manager.message import Call
@@ -30,6 +42,8 @@ from edgefn.manager.metrics import Metrics
 from edgefn.manager.pool import Pool
 
 TARGETS_MS = {"python": 150.0, "node": 200.0}
+RUN_TARGETS_MS = {"edgefn run, min 0": 300.0, "edgefn run, min 1": 200.0}
+PROBE_EVERY = 0.005
 FUNCTIONS = {
     "python": FunctionConfig("identity-python", "python", "index.handler", BENCH / "functions" / "identity",
                              instance=InstanceConfig(min=0, max=1)),
@@ -53,6 +67,60 @@ async def cold_call(function: FunctionConfig, socket_dir: Path) -> float:
     return elapsed
 
 
+async def first_answer(argv: list[str], port: int, source: str, target: str) -> float:
+    """Seconds from spawning ``argv`` to the first message on ``target`` (``source`` probed every 5 ms)."""
+    async with aiomqtt.Client("127.0.0.1", port) as probe:
+        await probe.subscribe(target, qos=0)
+
+        async def pump() -> None:
+            while True:
+                await probe.publish(source, b'{"probe": true}', qos=0)
+                await asyncio.sleep(PROBE_EVERY)
+
+        started = time.perf_counter()
+        process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        pumping = asyncio.create_task(pump(), name="probe")
+        try:
+            async with asyncio.timeout(30):
+                async for _ in probe.messages:
+                    return time.perf_counter() - started
+        finally:
+            pumping.cancel()
+            process.terminate()
+            await asyncio.to_thread(process.wait, 30)
+    raise RuntimeError("no answer")
+
+
+def run_config(folder: Path, port: int, source: str, target: str, warm: int) -> Path:
+    path = folder / f"run-{uuid.uuid4().hex[:6]}.yml"
+    path.write_text(yaml.safe_dump({
+        "hub": {"address": f"tcp://127.0.0.1:{port}", "clientid": f"cold-{uuid.uuid4().hex[:8]}",
+                "cleansession": True},
+        "rules": [{"subscribe": {"topic": source}, "function": {"name": "identity"}, "publish": {"topic": target}}],
+        "functions": [{"name": "identity", "runtime": "python", "handler": "index.handler",
+                       "codedir": str(BENCH / "functions" / "identity"), "instance": {"min": warm, "max": 1}}],
+    }))
+    return path
+
+
+async def process_starts(runs: int) -> dict[str, list[float]]:
+    timings: dict[str, list[float]] = {"forwarder (aiomqtt)": [], **{name: [] for name in RUN_TARGETS_MS}}
+    with broker() as mosquitto, tempfile.TemporaryDirectory() as folder:
+        port = mosquitto.port
+        for run in range(runs + 1):  # the first round is unmeasured (page cache)
+            source, target = f"cold/{uuid.uuid4().hex[:8]}/in", f"cold/{uuid.uuid4().hex[:8]}/out"
+            measured = {"forwarder (aiomqtt)": await first_answer(
+                [sys.executable, str(BENCH / "forwarder.py"), str(port), source, target], port, source, target)}
+            for warm, name in enumerate(RUN_TARGETS_MS):
+                config = run_config(Path(folder), port, source, target, warm)
+                measured[name] = await first_answer([sys.executable, "-m", "edgefn", "run", str(config)],
+                                                    port, source, target)
+            if run:
+                for name, seconds in measured.items():
+                    timings[name].append(seconds)
+    return timings
+
+
 async def main(runs: int) -> None:
     socket_dir = Path(tempfile.mkdtemp(prefix="efn-bench-"))
     timings: dict[str, list[float]] = {runtime: [] for runtime in FUNCTIONS}
@@ -72,6 +140,16 @@ async def main(runs: int) -> None:
         verdict = "ok" if p50 <= TARGETS_MS[runtime] else "ABOVE TARGET"
         print(f"  {runtime:<7} p50 {p50:7.1f} ms   p90 {figures.percentile(0.9):7.1f} ms   "
               f"min {min(seconds) * 1000:6.1f} ms   target p50 ≤ {TARGETS_MS[runtime]:.0f} ms: {verdict}")
+    starts = await process_starts(max(3, runs // 3))
+    baseline = Figures("forwarder", len(starts["forwarder (aiomqtt)"]), 1, starts["forwarder (aiomqtt)"])
+    print(f"\nprocess start → first answer, {baseline.messages} runs each, one mosquitto, shared cores")
+    for name, seconds in starts.items():
+        figures = Figures(name, len(seconds), sum(seconds), seconds)
+        p50 = figures.percentile(0.5)
+        target = RUN_TARGETS_MS.get(name)
+        verdict = "" if target is None else f"   target ≤ {target:.0f} ms: {'ok' if p50 <= target else 'ABOVE TARGET'}"
+        print(f"  {name:<20} p50 {p50:7.1f} ms   p90 {figures.percentile(0.9):7.1f} ms   "
+              f"× forwarder {p50 / baseline.percentile(0.5):.2f}{verdict}")
 
 
 if __name__ == "__main__":

@@ -1,21 +1,26 @@
 """Throughput: N QoS 1 messages through a bare aiomqtt forwarder and through edgefn.
 
-Usage: python bench/throughput.py [--messages N] [--only python,node,sql]
+Usage: python bench/throughput.py [--messages N] [--only python,node,sql] [--profile DIR]
 
 Everything runs on one mosquitto in one run, on this machine's shared cores
 (broker, load generator and system under test are not pinned). Prints msg/s,
-p50/p99 latency and each edgefn path's ratio against the forwarder.
-Targets (issues #3–#5): python ≥ 0.5×, node within 20% of python, sql ≥ 0.8×.
+p50/p99 latency, each edgefn path's ratio against the forwarder, and the CPU
+milliseconds each process spent per message (manager, each runtime, broker;
+the forwarder's own process for the baseline). ``--profile DIR`` also records
+py-spy flame graphs of the manager and of one runtime into DIR.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import tempfile
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
+from cpu import CpuMeter, cpu_line, profile
 from harness import BENCH, Figures, broker, drive, edgefn, forwarder, ratio, rule
 
 # The docs' example, with a WHERE every bench message passes (they carry n and t, no id).
@@ -33,29 +38,57 @@ def functions(which: list[str]) -> list[dict]:
     return [table[name] for name in which]
 
 
-async def main(count: int, which: list[str]) -> None:
+async def main(count: int, which: list[str], profiles: Path | None, kind: str = "svg") -> None:
     prefix = f"bench/{uuid.uuid4().hex[:6]}"
-    results: list[Figures] = []
+    results: list[tuple[Figures, dict[str, float]]] = []
     with broker() as mosquitto, tempfile.TemporaryDirectory() as folder:
         port = mosquitto.port
-        with forwarder(port, f"{prefix}/fwd/in", f"{prefix}/fwd/out"):
+        with forwarder(port, f"{prefix}/fwd/in", f"{prefix}/fwd/out") as process:
             await drive(port, f"{prefix}/fwd/in", f"{prefix}/fwd/out", min(count, 2000), name="warm-up")
+            meter = CpuMeter({"forwarder": process.pid, "broker": mosquitto.process.pid})
+            meter.start()
             baseline = await drive(port, f"{prefix}/fwd/in", f"{prefix}/fwd/out", count, name="forwarder (aiomqtt)")
-        results.append(baseline)
+            results.append((baseline, meter.per_message(baseline.messages)))
         for spec in functions(which):
             name = spec["name"]
             source, target = f"{prefix}/{name}/in", f"{prefix}/{name}/out"
-            with edgefn(port, [rule(source, name, target)], [spec], Path(folder)):
+            with edgefn(port, [rule(source, name, target)], [spec], Path(folder)) as process:
                 await drive(port, source, target, min(count, 2000), name="warm-up")
-                results.append(await drive(port, source, target, count, name=f"edgefn {spec['runtime']}"))
+                meter = CpuMeter.for_edgefn(process.pid, mosquitto.process.pid)
+                meter.start()
+                with _profiled(profiles, spec["runtime"], meter, count, kind):
+                    figures = await drive(port, source, target, count, name=f"edgefn {spec['runtime']}")
+                results.append((figures, meter.per_message(figures.messages)))  # before the processes stop
     print(f"\nthroughput, {count} QoS 1 messages, one mosquitto, shared cores (nothing pinned)")
-    for figures in results:
+    for figures, cpu in results:
         print(f"  {figures.line()}   ratio {ratio(figures, baseline)}")
+        print(f"      {cpu_line(cpu)}; system under test {sum(v for k, v in cpu.items() if k != 'broker'):.3f}")
+
+
+@contextlib.contextmanager
+def _profiled(folder: Path | None, runtime: str, meter: CpuMeter, count: int, kind: str = "svg") -> Iterator[None]:
+    """Flame graphs of the manager and of its first runtime while the load runs (with --profile)."""
+    if folder is None:
+        yield
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    seconds = max(5.0, count / 500)
+    runtimes = [pid for name, pid in meter.processes.items() if "runtime" in name]
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(profile(meter.processes["manager"], folder / f"{runtime}-manager.{kind}", seconds))
+        if runtimes:
+            stack.enter_context(profile(runtimes[0], folder / f"{runtime}-runtime.{kind}", seconds))
+        yield
+    print(f"  profiles of the {runtime} run: {folder}/{runtime}-manager.{kind}, {runtime}-runtime.{kind}")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=20000)
     parser.add_argument("--only", default="python,node,sql", help="comma-separated: python,node,sql")
+    parser.add_argument("--profile", type=Path, metavar="DIR", help="write py-spy flame graphs into DIR")
+    parser.add_argument("--profile-format", choices=("svg", "txt"), default="svg",
+                        help="svg: flame graphs; txt: collapsed stacks (one line per stack, with its sample count)")
     args = parser.parse_args()
-    asyncio.run(main(args.messages, [name for name in args.only.split(",") if name]))
+    asyncio.run(main(args.messages, [name for name in args.only.split(",") if name], args.profile,
+                     args.profile_format))

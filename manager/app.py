@@ -22,6 +22,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from edgefn.manager import logs
 from edgefn.manager.broker import EmbeddedBroker
@@ -32,8 +33,10 @@ from edgefn.manager.metrics import Metrics
 from edgefn.manager.router import Route, Router
 from edgefn.manager.runners import ReloadError, RunnerTable
 from edgefn.manager.scheduler import Scheduler, scheduled_call
-from edgefn.manager.server import FunctionServer
 from edgefn.manager.stopping import unless_stopped
+
+if TYPE_CHECKING:  # grpc health and reflection load only for a config with a server
+    from edgefn.manager.server import FunctionServer
 
 __all__ = ["Manager", "ReloadError"]
 
@@ -90,11 +93,14 @@ class Manager:
         stack.push_async_callback(self._stop_broker)
         await self._start_broker()
         stack.push_async_callback(self.runners.stop)
-        await self.runners.start(self.config.functions)
         stack.push_async_callback(self._stop_server)  # before the runners: no call lands on a stopping pool
-        await self._start_server()
         stack.push_async_callback(self._disconnect_all)
-        await self._connect_all()
+        # Instances warm up while the server binds and the hub connects: start-up takes the
+        # longest of the three, not their sum.
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self.runners.start(self.config.functions), name="start:runners")
+            group.create_task(self._start_server(), name="start:server")
+            group.create_task(self._connect_all(), name="start:hub")
         stack.push_async_callback(self._stop_scheduler)
         self._start_scheduler()
 
@@ -113,6 +119,8 @@ class Manager:
 
     async def _start_server(self) -> None:
         if self.config.server is not None:
+            from edgefn.manager.server import FunctionServer
+
             self.server = FunctionServer(self.config.server, self.runners)
             await self.server.start()
             log.info("gRPC server listening on %s", self.server.address)

@@ -5,6 +5,11 @@ instance's own address: both serve ``baetyl.Function/Call``), or ``--config``:
 the function runs locally in a one-shot pool (or the SQL engine) with no broker
 and no server, the "does my function work" loop.
 
+A call's outputs (``context.publish``, yielded values) go to stdout as they
+arrive, each on its own line, before the result: through a manager with its
+``CallStream`` method, locally through the runner. A runtime's own address
+serves only Baetyl's unary ``Call``: there the result comes alone.
+
 Exit status: 0 and the result's bytes on stdout (nothing for an empty result);
 1 and the error envelope JSON as the last line of stderr (the function failed,
 timed out, or could not load); 2 for usage and transport errors (bad flags,
@@ -160,13 +165,49 @@ def _call_remote(args: argparse.Namespace, call: Call) -> bytes:
         ID=call.id, QOS=call.qos, Topic=call.topic, Payload=call.payload, Timestamp=call.timestamp,
         FunctionName=call.function, FunctionInvokeID=call.invoke_id,
     )
+    metadata = [("authorization", f"Bearer {args.token}")] if args.token else None
     with channel:
+        stub = function_pb2_grpc.FunctionStub(channel)
         try:
-            metadata = [("authorization", f"Bearer {args.token}")] if args.token else None
-            reply = function_pb2_grpc.FunctionStub(channel).Call(request, timeout=args.timeout, metadata=metadata)
+            return _streamed(stub, request, args.timeout, metadata)
+        except _NoStream:
+            pass
+        except grpc.RpcError as exc:
+            raise _failure(call, exc.code(), exc.details(), address, args.timeout) from None  # type: ignore[attr-defined]
+        try:
+            reply = stub.Call(request, timeout=args.timeout, metadata=metadata)
         except grpc.RpcError as exc:
             raise _failure(call, exc.code(), exc.details(), address, args.timeout) from None  # type: ignore[attr-defined]
     return bytes(reply.Payload)
+
+
+class _NoStream(Exception):
+    """The address does not serve CallStream (a runtime instance): fall back to Call."""
+
+
+def _streamed(stub: Any, request: Any, timeout: float, metadata: list[tuple[str, str]] | None) -> bytes:
+    """CallStream: print each output as it arrives; return the result's payload."""
+    import grpc
+
+    replies = stub.CallStream(request, timeout=timeout, metadata=metadata)
+    result = b""
+    try:
+        for reply in replies:
+            if reply.Output:
+                print_output(reply.Payload)
+            else:
+                result = bytes(reply.Payload)
+    except grpc.RpcError as exc:
+        if exc.code() == grpc.StatusCode.UNIMPLEMENTED:  # type: ignore[attr-defined]
+            raise _NoStream from None  # nothing ran: Call runs it once
+        raise
+    return result
+
+
+def print_output(payload: bytes) -> None:
+    """One output of the call on stdout, on its own line, at once."""
+    sys.stdout.buffer.write(payload + b"\n")
+    sys.stdout.flush()
 
 
 def _target(address: str) -> str:
@@ -262,7 +303,7 @@ async def _one_shot(function: FunctionConfig, call: Call, timeout: float) -> byt
         try:
             async with asyncio.timeout(timeout):
                 await runner.start()
-                return await runner.call(call)
+                return await runner.call(call, lambda frame: print_output(frame.Payload))
         except Fault as fault:
             raise CallFailed(envelope(call, fault, runtime=function.runtime, attempts=1,
                                       payload_max=function.instance.message_max)) from None

@@ -9,6 +9,11 @@ The client never decides an instance's fate itself: a call past its deadline,
 or a stream that broke while the process lives, is reported to ``on_fault``
 (the instance kills the process); the process's exit fails what is pending
 through :meth:`FunctionClient.fail_all`.
+
+A call's outputs (Talk ``Output`` frames, ahead of its answer) go to the
+call's ``outputs`` sink as they arrive; once the call has failed (its deadline
+passed, the process died) they are dropped: what a caller saw fail stays
+silent. Unary calls have no outputs.
 """
 
 from __future__ import annotations
@@ -42,6 +47,10 @@ PROBE_MAX = 0.5
 
 
 
+# Takes one Output frame of a call (Payload, Topic, OutputQOS, OutputRetain), on the loop.
+OutputSink = Callable[[function_pb2.FunctionMessage], None]
+
+
 class NotStarted(Fault):
     """The instance ended before this call started running: no fault of the call's.
 
@@ -53,13 +62,14 @@ class NotStarted(Fault):
 
 
 class _Pending:
-    """A call in flight: the caller's future, the call, its timeout, and when it started
-    running (loop time; 0.0 while it waits in a sequential runtime's queue)."""
+    """A call in flight: the caller's future, the call, its timeout, when it started running
+    (loop time; 0.0 while it waits in a sequential runtime's queue), and its outputs' sink."""
 
-    __slots__ = ("future", "call", "timeout", "started")
+    __slots__ = ("future", "call", "timeout", "started", "outputs")
 
-    def __init__(self, future: asyncio.Future[bytes], call: Call, timeout: float, started: float) -> None:
-        self.future, self.call, self.timeout, self.started = future, call, timeout, started
+    def __init__(self, future: asyncio.Future[bytes], call: Call, timeout: float, started: float,
+                 outputs: OutputSink | None) -> None:
+        self.future, self.call, self.timeout, self.started, self.outputs = future, call, timeout, started, outputs
 
 
 class FunctionClient:
@@ -145,8 +155,12 @@ class FunctionClient:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, PROBE_MAX)
 
-    async def call(self, call: Call, timeout: float) -> bytes:
-        """Run one call; return the result payload (b"" = nothing) or raise a ``Fault``."""
+    async def call(self, call: Call, timeout: float, outputs: OutputSink | None = None) -> bytes:
+        """Run one call; return the result payload (b"" = nothing) or raise a ``Fault``.
+
+        ``outputs`` gets each output the call produces before its answer (Talk
+        only: a unary Call returns the result alone).
+        """
         if not self.talk:
             return await self._call_unary(call, timeout)
         # The hot path: one message, one future, no timer per call, no logging.
@@ -155,7 +169,7 @@ class FunctionClient:
         future: asyncio.Future[bytes] = loop.create_future()
         # Queued behind another call of a sequential runtime, it has not started yet.
         started = 0.0 if self.sequential and self._pending else loop.time()
-        self._pending[sequence] = _Pending(future, call, timeout, started)
+        self._pending[sequence] = _Pending(future, call, timeout, started, outputs)
         if started and self._watchdog is None:
             self._watchdog = loop.call_at(started + timeout, self._check_deadlines)
         self._outbox.put_nowait(_message(call, sequence))
@@ -254,6 +268,9 @@ class FunctionClient:
         try:
             async for frame in self._stub.Talk(self._requests()):
                 for reply in frame.Batch or (frame,):
+                    if reply.Output:
+                        self._output(reply)
+                        continue
                     entry = pending.pop(reply.Sequence, None)
                     if entry is None:
                         continue
@@ -273,6 +290,13 @@ class FunctionClient:
         except grpc.aio.AioRpcError as exc:
             await self._stream_lost(exc)
         self._on_ended()  # no call can be answered any more
+
+    def _output(self, reply: function_pb2.FunctionMessage) -> None:
+        entry = self._pending.get(reply.Sequence)
+        # Dropped when the caller has its outcome already (a timeout, a crash, a
+        # cancel): after a failure, nothing more of that call is published.
+        if entry is not None and entry.outputs is not None and not entry.future.done():
+            entry.outputs(reply)
 
     async def _stream_lost(self, exc: grpc.aio.AioRpcError) -> None:
         if self._exit.is_set():

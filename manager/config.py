@@ -24,15 +24,18 @@ import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edgefn.wire.limits import MQTT_MESSAGE_MAX
 
-from .identity import Identity
-from .schedule import Schedule
-from .timefilter import TimeFilter
 from .topics import Template, TemplateError, compile_template
 from .units import parse_duration, parse_size
 from .yamldoc import ConfigError, Document, Problem, Value, compose
+
+if TYPE_CHECKING:  # only scheduled rules need them: zoneinfo and cron load with the first one
+    from .identity import Identity  # (and instance.user: config_functions reads it)
+    from .schedule import Schedule
+    from .timefilter import TimeFilter
 
 __all__ = [
     "Config", "ConfigError", "FrozenEnv", "FunctionConfig", "HubConfig", "InstanceConfig",

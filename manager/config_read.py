@@ -12,7 +12,9 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from edgefn.wire.limits import MQTT_MESSAGE_MAX
 
 from .addresses import DEFAULT_WEBSOCKET_PATH, HubAddress, parse_hub_address, parse_server_address
 from .config import (
@@ -20,11 +22,12 @@ from .config import (
     RuleConfig, ServerConfig, ShutdownConfig, StatusConfig, TopicConfig,
 )
 from .config_functions import read_functions
-from .config_schedule import read_scheduled
+from .logs import unwritable
 from .topics import CLIENTID, Template, TemplateError, compile_template, filter_depth, invalid_topic
 from .yamldoc import Section, Value, items_of, read_key
-from .logs import unwritable
-from edgefn.wire.limits import MQTT_MESSAGE_MAX
+
+if TYPE_CHECKING:
+    from .config_schedule import Scheduled
 
 
 def read_config(root: Value, path: Path) -> Config | None:
@@ -228,6 +231,7 @@ def _file(value: Value) -> Path | None:
 
 # -- rules --------------------------------------------------------------------------------
 
+_SCHEDULE_KEYS = ("schedule", "time_filter", "payload")
 _RULE_KEYS = ("clientid", "subscribe", "function", "publish", "error", "retry", "schedule", "time_filter", "payload")
 _TOPIC_EXAMPLE = "{topic: a/b, qos: 1}"
 
@@ -237,7 +241,7 @@ def _rule(item: Value, index: int, declared: Mapping[str, Value]) -> RuleConfig 
                                             "publish: {topic: t/out}}")
     if rule is None:
         return None
-    scheduled = read_scheduled(rule)  # also reports subscribe and schedule both or neither
+    scheduled = _scheduled(rule)  # also reports subscribe and schedule both or neither
     subscribe = _topic(rule, "subscribe", "a topic filter to subscribe to", required=False)
     function = _function_name(rule, declared)
     depth = filter_depth(subscribe.topic) if subscribe is not None else None
@@ -253,6 +257,16 @@ def _rule(item: Value, index: int, declared: Mapping[str, Value]) -> RuleConfig 
         return RuleConfig(clientid, None, function, publish, error, retry_max, index,
                           scheduled.schedule, scheduled.time_filter, scheduled.payload)
     return RuleConfig(clientid, subscribe, function, publish, error, retry_max, index)
+
+
+def _scheduled(rule: Section) -> Scheduled | None:
+    """The rule's schedule part (see config_schedule), read only when the rule has one of its keys:
+    a config without scheduled rules never loads the time zone and cron machinery."""
+    if rule.get("subscribe") is not None and not any(rule.get(key) is not None for key in _SCHEDULE_KEYS):
+        return None
+    from .config_schedule import read_scheduled
+
+    return read_scheduled(rule)
 
 
 def _function_name(rule: Section, declared: Mapping[str, Value]) -> str | None:

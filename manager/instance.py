@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from edgefn.manager.addresses import unix_path
-from edgefn.manager.client import FunctionClient
+from edgefn.manager.client import FunctionClient, OutputSink
 from edgefn.manager.identity import Identity
 from edgefn.manager.message import Call
 from edgefn.manager.process import RuntimeProcess
@@ -193,15 +193,16 @@ class Instance:
 
     # -- calls -------------------------------------------------------------------
 
-    async def call(self, call: Call, timeout: float) -> bytes:
+    async def call(self, call: Call, timeout: float, outputs: OutputSink | None = None) -> bytes:
         """Run one call; return the result payload (b"" = nothing) or raise a ``Fault``.
 
         Past ``timeout`` the call fails with ``Runtime.Timeout`` at once and the
         instance is killed: a hung handler must not hold the function.
+        ``outputs`` takes the call's outputs as they arrive (see ``client.py``).
         """
         if self.exited:
             raise self._exit_fault()
-        return await self._client.call(call, timeout)
+        return await self._client.call(call, timeout, outputs)
 
     # -- supervision ---------------------------------------------------------------
 

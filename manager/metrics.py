@@ -32,7 +32,8 @@ class FunctionStats:
     cold_starts: int = 0  # instances started on demand (a call waited for them)
     start_failures: int = 0  # starts that failed (load error, starttimeout)
     dropped: int = 0  # QoS 0 inputs dropped with the function's queue full
-    invalid_topics: int = 0  # envelopes dropped: their error topic did not render to a valid topic
+    invalid_topics: int = 0  # envelopes (or outputs) dropped: their topic was not a valid one
+    outputs: int = 0  # intermediate outputs published (context.publish, yielded values)
     fires: dict[int, int] = field(default_factory=dict)  # scheduled rule's index → fires
     late_fires: dict[int, int] = field(default_factory=dict)  # … of which woke > 1 s after the nominal time
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
@@ -69,6 +70,7 @@ class FunctionStats:
             "start_failures": self.start_failures,
             "dropped": self.dropped,
             "invalid_topics": self.invalid_topics,
+            "outputs": self.outputs,
             "p50_ms": round(_percentile(ordered, 0.50) * 1000, 2),
             "p99_ms": round(_percentile(ordered, 0.99) * 1000, 2),
             "fires": sum(self.fires.values()),

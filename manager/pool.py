@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 
+from edgefn.manager.client import OutputSink
 from edgefn.manager.config import FunctionConfig
 from edgefn.manager.client import NotStarted
 from edgefn.manager.identity import socket_folder
@@ -157,11 +158,12 @@ class Pool:
 
     # -- calls -----------------------------------------------------------------
 
-    async def call(self, call: Call) -> bytes:
+    async def call(self, call: Call, outputs: OutputSink | None = None) -> bytes:
         """Run ``call`` on an instance; return the result payload or raise a ``Fault``.
 
-        A call its instance never started (the instance died running another
-        one) is lent another instance: that is no attempt of the caller's.
+        ``outputs`` takes each output the call produces before its result. A call
+        its instance never started (the instance died running another one) is
+        lent another instance: that is no attempt of the caller's.
         """
         limit = self.message_max
         if len(call.payload) > limit:
@@ -181,7 +183,7 @@ class Pool:
                 finally:
                     self._waiting -= 1
                 lent = time.monotonic()
-                result = await instance.call(call, self._timeout)
+                result = await instance.call(call, self._timeout, outputs)
                 break
             except NotStarted as fault:
                 unstarted += 1

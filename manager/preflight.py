@@ -14,17 +14,16 @@ from edgefn.manager.errors import EdgefnError
 
 
 def sql_problems(config: Config) -> list[str]:
-    """One line per SQL function whose statement does not compile."""
-    from edgefn.runtimes.sql import SqlError, SqlFunction  # sqlglot: only for configs with SQL
+    """One line per in-process (SQL) function whose statement does not compile."""
+    from edgefn.manager.runners import KINDS
 
-    problems = []
-    for function in config.functions:
-        if function.runtime == "sql":
-            try:
-                SqlFunction.compile(function.name, function.handler)
-            except SqlError as exc:
-                problems.append(f"functions: {function.name}: {exc}")
-    return problems
+    statements = [function for function in config.functions if KINDS[function.runtime].in_process]
+    if not statements:
+        return []  # and sqlglot is never imported
+    from edgefn.manager.check import check_statement
+
+    return [f"functions: {function.name}: {problem.message}" for function in statements
+            if (problem := check_statement(function)) is not None]
 
 
 def tls_problems(config: Config) -> list[str]:

@@ -9,6 +9,7 @@ time window), computed by the same code the manager fires with.
 from __future__ import annotations
 
 import argparse
+import os
 import heapq
 import sys
 from collections.abc import Iterable, Iterator
@@ -72,9 +73,12 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_PROBLEMS
     start = args.start or datetime.now(timezone.utc)
     out = sys.stdout.buffer
-    for rule, nominal in fires(config.rules, start, args.count):  # type: ignore[attr-defined]
-        out.write(line(rule, nominal) + b"\n")
-    out.flush()
+    try:
+        for rule, nominal in fires(config.rules, start, args.count):  # type: ignore[attr-defined]
+            out.write(line(rule, nominal) + b"\n")
+        out.flush()
+    except BrokenPipeError:  # `| head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return EXIT_OK
 
 
@@ -91,13 +95,16 @@ def line(rule: RuleConfig, nominal: datetime) -> bytes:
 def fires(rules: Iterable[RuleConfig], start: datetime, count: int) -> Iterator[tuple[RuleConfig, datetime]]:
     """The next ``count`` fires of each scheduled rule after ``start``, merged in time order.
 
-    An ``every`` counts from ``start``, as it would from a manager started then.
+    An ``every`` counts from ``start`` (its whole second), as it would from a
+    manager started then.
     """
+    anchor = start.replace(microsecond=0)  # as the scheduler anchors it
+
     def one(rule: RuleConfig) -> Iterator[tuple[datetime, int, RuleConfig]]:
         assert rule.schedule is not None
         after = start
         for _ in range(count):
-            nominal = rule.schedule.next_fire(after, start)
+            nominal = rule.schedule.next_fire(after, anchor)
             if nominal is None:
                 return
             yield nominal, rule.index, rule

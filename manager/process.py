@@ -78,15 +78,23 @@ def parse_handshake(line: bytes, name: str) -> Handshake:
 
 
 class _Protocol(asyncio.subprocess.SubprocessStreamProtocol):
-    """asyncio's stream protocol, plus a callback the moment the process is reaped."""
+    """asyncio's stream protocol, plus a callback with the exit status the moment the process is reaped."""
 
-    def __init__(self, on_exit: Callable[[], None], loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, on_exit: Callable[[int | None], None], loop: asyncio.AbstractEventLoop) -> None:
         super().__init__(limit=2**16, loop=loop)
         self._exit_callback = on_exit
+        self._process: asyncio.SubprocessTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        assert isinstance(transport, asyncio.SubprocessTransport)
+        self._process = transport
 
     def process_exited(self) -> None:
         super().process_exited()
-        self._exit_callback()
+        # From the protocol's own transport: when a cancelled spawn is undone, the
+        # process is reaped before subprocess_exec ever returned its transport.
+        self._exit_callback(self._process.get_returncode() if self._process is not None else None)
 
 
 class RuntimeProcess:
@@ -213,10 +221,9 @@ class RuntimeProcess:
         if self._transport is not None:
             self._transport.close()
 
-    def _exited(self) -> None:
+    def _exited(self, returncode: int | None) -> None:
         """The child watcher reaped the process (called on the loop, once)."""
-        assert self._transport is not None
-        self.returncode = self._transport.get_returncode()
+        self.returncode = returncode
         self.exit.set()
         self._on_exit()
 

@@ -6,7 +6,9 @@ same runner lookup, retries, results and envelopes, on the rule's connection.
 One Router serves one hub connection (one clientid) and the rules on it. QoS 1
 inputs are acknowledged only after every output they caused was accepted by the
 hub (or when there was nothing to publish), so a crash anywhere loses nothing:
-the broker redelivers what was never acknowledged.
+the broker redelivers what was never acknowledged. A call's intermediate outputs
+(``outputs.py``) go out as they arrive, before its result, and count among
+those outputs.
 """
 
 from __future__ import annotations
@@ -14,13 +16,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 
 from edgefn.manager.config import RuleConfig, TopicConfig
 from edgefn.manager.hub import Delivery, Hub, HubError
 from edgefn.manager.message import Call, envelope
 from edgefn.manager.metrics import FunctionStats
+from edgefn.manager.outputs import CallOutputs
 from edgefn.manager.runners import Gone, Runner
 from edgefn.manager.topics import invalid_topic, topic_matches
 from edgefn.runtimes import faults
@@ -66,6 +69,7 @@ class Router:
         self.name = name
         self.message_max = message_max  # hub.message.length.max: larger results are never published
         self._task_name = f"{name}:deliver"  # formatted once: on_message is the hot path
+        self.output_task_name = f"{name}:output"  # read by CallOutputs
         self.hub: Hub | None = None
         self._routes = list(routes)
         self._matches: dict[str, list[Route]] = {}
@@ -174,23 +178,33 @@ class Router:
         topic, problem = self._render(rule.publish, "publish.topic", call.topic, rule)
         if topic is None:
             return await self._publish_fault(route, route.runner, call, Fault(faults.INVALID_TOPIC, problem or ""), 0)
+        # One small object per call; a call without outputs pays nothing else (no task, no await).
+        outputs = CallOutputs(self, route, topic, call.qos)
         attempts = 0
-        while True:
-            attempts += 1
-            runner = route.runner
-            try:
-                result = await runner.call(call)
-            except Fault as fault:
-                if fault.retriable and attempts < rule.retry_max and not self._closed:
-                    continue
-                return await self._publish_fault(route, runner, call, fault, attempts)
-            if not result:
-                return True
-            if len(result) > self.message_max:  # the hub would drop it silently (MQTT 3.1.1 cannot say so)
-                too_large = Fault(faults.MESSAGE_TOO_LARGE, f"result of {len(result)} bytes exceeds "
-                                  f"hub.message.length.max ({self.message_max} bytes)")
-                return await self._publish_fault(route, runner, call, too_large, attempts)
-            return await self._publish(topic, result, min(call.qos, rule.publish.qos), rule.publish.retain)
+        try:
+            while True:
+                attempts += 1
+                runner = route.runner
+                try:
+                    result = await runner.call(call, outputs)
+                except Fault as fault:
+                    if fault.retriable and attempts < rule.retry_max and not self._closed:
+                        continue
+                    # The outputs already produced stand; the envelope follows them.
+                    accepted = not outputs.pending or await outputs.settle()
+                    return await self._publish_fault(route, runner, call, fault, attempts) and accepted
+                accepted = not outputs.pending or await outputs.settle()
+                if not result:
+                    return accepted
+                if len(result) > self.message_max:  # the hub would drop it silently (MQTT 3.1.1 cannot say so)
+                    too_large = Fault(faults.MESSAGE_TOO_LARGE, f"result of {len(result)} bytes exceeds "
+                                      f"hub.message.length.max ({self.message_max} bytes)")
+                    return await self._publish_fault(route, runner, call, too_large, attempts) and accepted
+                published = await self._publish(topic, result, min(call.qos, rule.publish.qos), rule.publish.retain)
+                return published and accepted
+        finally:
+            if outputs.pending:  # cancelled (shutdown) while its outputs were going out
+                outputs.cancel()
 
     def _render(self, target: TopicConfig, key: str, input_topic: str, rule: RuleConfig) -> tuple[str | None, str]:
         """``target``'s topic for this input, or None and why it cannot be published to."""
@@ -230,6 +244,10 @@ class Router:
         echo_max = min(runner.message_max, self.message_max // 2)  # base64 grows it by 4/3
         body = envelope(call, fault, runtime=runner.runtime, attempts=attempts, payload_max=echo_max)
         return await self._publish(topic, body, min(call.qos, target.qos), target.retain)
+
+    def publish_output(self, topic: str, payload: bytes, qos: int, retain: bool) -> Coroutine[object, object, bool]:
+        """Publish one of a call's outputs (see outputs.py); True once the hub accepted it."""
+        return self._publish(topic, payload, qos, retain)
 
     async def _publish(self, topic: str, payload: bytes, qos: int, retain: bool) -> bool:
         assert self.hub is not None

@@ -36,6 +36,7 @@ from edgefn.wire.limits import DEFAULT_MESSAGE_MAX
 
 if TYPE_CHECKING:
     from edgefn.manager.check import HandlerProblem
+    from edgefn.manager.client import OutputSink
 
 log = logging.getLogger("edgefn.manager")
 
@@ -55,8 +56,13 @@ class Runner(Protocol):
     def waiting(self) -> int:
         """Calls waiting for a free slot."""
 
-    async def call(self, call: Call) -> bytes:
-        """Run one call: the result payload (b"" = nothing to publish), or raise a ``Fault``."""
+    async def call(self, call: Call, outputs: OutputSink | None = None) -> bytes:
+        """Run one call: the result payload (b"" = nothing to publish), or raise a ``Fault``.
+
+        ``outputs``, when given, is called on the loop with each output frame
+        the call produces before its result, in order (``Payload``, ``Topic``,
+        ``OutputQOS``, ``OutputRetain``); never after the call has failed.
+        """
 
     async def start(self) -> None:
         """Get ready (``min`` instances warm)."""
@@ -75,7 +81,7 @@ class Gone:
     def __init__(self, function: str) -> None:
         self.function = function
 
-    async def call(self, call: Call) -> bytes:
+    async def call(self, call: Call, outputs: OutputSink | None = None) -> bytes:
         raise Fault(faults.FUNCTION_NOT_FOUND, f"function {self.function!r} no longer exists (the config changed)")
 
     async def start(self) -> None:
@@ -327,16 +333,22 @@ class RunnerTable(Mapping[str, Runner]):
                             stats=self._metrics.function(function.name))
 
     async def start(self, functions: Iterable[FunctionConfig]) -> None:
-        """Build and start a runner per function (``min`` instances warm)."""
+        """Build a runner per function, then start them (``min`` instances warm).
+
+        The table is complete before the first await: deliveries arriving while
+        instances start (the hub connects at the same time) find their runner.
+        Raises ``IdentityError`` before any instance starts when a function cannot
+        run as its ``instance.user``/``group`` here.
+        """
         from edgefn.manager.identity import require
 
         functions = list(functions)
+        for function in functions:
+            self._runners[function.name] = self.build(function)
         prepared = [self._prepare(function) for function in functions]  # the code its instances run
         require(line for lines in await asyncio.gather(*map(identity_problems, prepared)) for line in lines)
         for problem in await probe_launch(functions):
             log.error("%s; its functions will answer with Runtime.Unavailable envelopes", problem)
-        for function in functions:
-            self._runners[function.name] = self.build(function)
         await asyncio.gather(*(runner.start() for runner in self._runners.values()))
 
     async def fresh(self, functions: list[FunctionConfig]) -> dict[str, Runner]:

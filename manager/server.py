@@ -8,10 +8,16 @@ full error envelope JSON of SPEC §7 (docs/grpc.md shows how a client reads it).
 Alongside ``baetyl.Function`` the server answers the standard health service
 (service ``""`` and ``baetyl.Function``: the server; a function's name: that
 function) and server reflection, so ``grpcurl`` works without the proto file.
+
+``CallStream`` is ``Call`` with the call's outputs: each is streamed as it is
+produced (``Output`` set, with the ``Topic``, ``OutputQOS`` and ``OutputRetain``
+the function asked for), then the result; a failure ends the stream with the
+same status and envelope as ``Call``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -150,38 +156,84 @@ class _FunctionService(function_pb2_grpc.FunctionServicer):
         self._admission = Admission()
 
     async def Call(self, request: FunctionMessage, context: grpc.aio.ServicerContext) -> FunctionMessage:  # noqa: N802
-        call = Call(
-            id=request.ID,
-            qos=request.QOS,
-            topic=request.Topic,
-            payload=request.Payload,
-            timestamp=request.Timestamp or int(time.time()),
-            function=request.FunctionName,
-            invoke_id=request.FunctionInvokeID or str(uuid.uuid4()),
-            retain=request.Retain,
-        )
+        """One call, its result only (Baetyl's contract: outputs are not returned)."""
+        call, runner = await self._admit(request, context)
+        with self._admission.hold(call.function, running(runner)) as refused:
+            if refused is not None:
+                await _refuse(context, call, runner, refused)
+            try:
+                result = await runner.call(call)
+            except Exception as exc:
+                await _fail(context, call, runner, exc)
+        return _result(call, result)
+
+    async def CallStream(self, request: FunctionMessage, context: grpc.aio.ServicerContext) -> None:  # noqa: N802
+        """One call: each output as it is produced (``Output`` set), then the result."""
+        call, runner = await self._admit(request, context)
+        with self._admission.hold(call.function, running(runner)) as refused:
+            if refused is not None:
+                await _refuse(context, call, runner, refused)
+            frames: asyncio.Queue[FunctionMessage | None] = asyncio.Queue()
+
+            def output(frame: FunctionMessage) -> None:
+                frames.put_nowait(FunctionMessage(
+                    ID=call.id, Topic=frame.Topic, Payload=frame.Payload, FunctionName=call.function,
+                    FunctionInvokeID=call.invoke_id, Output=True, OutputQOS=frame.OutputQOS,
+                    OutputRetain=frame.OutputRetain))
+
+            running_call = asyncio.create_task(runner.call(call, output), name=f"server:{call.function}:stream")
+            running_call.add_done_callback(lambda _: frames.put_nowait(None))  # after every output it made
+            try:
+                while (frame := await frames.get()) is not None:
+                    await context.write(frame)
+                result = running_call.result()
+            except Exception as exc:
+                await _fail(context, call, runner, exc)
+            finally:
+                if not running_call.done():  # the client went away
+                    running_call.cancel()
+                    await asyncio.gather(running_call, return_exceptions=True)
+        await context.write(_result(call, result))
+
+    async def _admit(self, request: FunctionMessage, context: grpc.aio.ServicerContext) -> tuple[Call, Runner]:
+        call = _direct_call(request)
         runner = self._runners.get(call.function)
         if runner is None:
             await _not_found(self._runners, call, context)
-        with self._admission.hold(call.function, running(runner)) as refused:
-            if refused is not None:
-                busy = Fault(faults.UNAVAILABLE_FAULT, refused, code=faults.RESOURCE_EXHAUSTED)
-                await _abort(context, call, busy, runner.runtime, runner.message_max, attempts=0)
-            return await self._call(runner, call, context)
+        return call, runner
 
-    async def _call(self, runner: Runner, call: Call, context: grpc.aio.ServicerContext) -> FunctionMessage:
-        try:
-            result = await runner.call(call)
-        except Fault as fault:
-            await _abort(context, call, fault, runner.runtime, runner.message_max)
-        except Exception as exc:  # a manager bug must answer the client, not hang it
-            log.exception("direct call of %s failed", call.function)
-            bug = Fault(faults.UNKNOWN_FAULT, f"the manager failed: {type(exc).__name__}: {exc}", code=faults.INTERNAL)
-            await _abort(context, call, bug, runner.runtime, runner.message_max)
-        return FunctionMessage(
-            ID=call.id, QOS=call.qos, Topic=call.topic, Payload=result, Timestamp=call.timestamp,
-            FunctionName=call.function, FunctionInvokeID=call.invoke_id,
-        )
+
+def _result(call: Call, payload: bytes) -> FunctionMessage:
+    return FunctionMessage(
+        ID=call.id, QOS=call.qos, Topic=call.topic, Payload=payload, Timestamp=call.timestamp,
+        FunctionName=call.function, FunctionInvokeID=call.invoke_id,
+    )
+
+
+async def _refuse(context: grpc.aio.ServicerContext, call: Call, runner: Runner, why: str) -> NoReturn:
+    busy = Fault(faults.UNAVAILABLE_FAULT, why, code=faults.RESOURCE_EXHAUSTED)
+    await _abort(context, call, busy, runner.runtime, runner.message_max, attempts=0)
+
+
+async def _fail(context: grpc.aio.ServicerContext, call: Call, runner: Runner, exc: Exception) -> NoReturn:
+    """End a failed direct call with its envelope; a manager bug answers the client too, never hangs it."""
+    if not isinstance(exc, Fault):
+        log.exception("direct call of %s failed", call.function, exc_info=exc)
+        exc = Fault(faults.UNKNOWN_FAULT, f"the manager failed: {type(exc).__name__}: {exc}", code=faults.INTERNAL)
+    await _abort(context, call, exc, runner.runtime, runner.message_max)
+
+
+def _direct_call(request: FunctionMessage) -> Call:
+    return Call(
+        id=request.ID,
+        qos=request.QOS,
+        topic=request.Topic,
+        payload=request.Payload,
+        timestamp=request.Timestamp or int(time.time()),
+        function=request.FunctionName,
+        invoke_id=request.FunctionInvokeID or str(uuid.uuid4()),
+        retain=request.Retain,
+    )
 
 
 async def _not_found(runners: Mapping[str, Runner], call: Call, context: grpc.aio.ServicerContext) -> NoReturn:

@@ -7,6 +7,7 @@ one evaluation of the compiled closure, which never raises anything but a Fault.
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 from edgefn.manager.config import FunctionConfig
 from edgefn.manager.message import Call
@@ -14,6 +15,9 @@ from edgefn.manager.metrics import FunctionStats
 from edgefn.runtimes import faults
 from edgefn.runtimes.faults import Fault
 from edgefn.runtimes.sql import SqlFunction
+
+if TYPE_CHECKING:
+    from edgefn.manager.client import OutputSink
 
 
 class SqlRunner:
@@ -34,8 +38,8 @@ class SqlRunner:
     async def stop(self, grace: float) -> None:
         """Nothing to stop."""
 
-    async def call(self, call: Call) -> bytes:
-        """Evaluate the statement on the call's message."""
+    async def call(self, call: Call, outputs: OutputSink | None = None) -> bytes:
+        """Evaluate the statement on the call's message (a statement has one output: its result)."""
         started = time.monotonic()
         try:
             if len(call.payload) > self.message_max:

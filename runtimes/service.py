@@ -1,7 +1,8 @@
 """The ``baetyl.Function`` service a Python-hosted runtime serves: Call and Talk.
 
 ``Talk`` answers each request by ``Sequence``, in any order; a failed call never
-ends the stream. Requests may come several to a frame (``Batch``), and once a
+ends the stream. A call's outputs (``Output`` frames, see ``outputs.py``) go
+out on the same stream ahead of its answer; a unary ``Call`` drops them. Requests may come several to a frame (``Batch``), and once a
 client has sent one, answers that finish together share frames too.
 """
 
@@ -15,9 +16,11 @@ import grpc.aio
 
 from edgefn.runtimes.faults import FUNCTION_NOT_FOUND, MESSAGE_TOO_LARGE, UNKNOWN_FAULT, Fault
 from edgefn.runtimes.frames import take_batch
+from edgefn.runtimes.outputs import Outputs
 from edgefn.wire.function_pb2 import FunctionMessage
 
-Invoke = Callable[[FunctionMessage], Awaitable[bytes]]
+# The call, and where its outputs go (None: a unary Call, outputs are dropped).
+Invoke = Callable[[FunctionMessage, "Outputs | None"], Awaitable[bytes]]
 
 _SERVICE = "baetyl.Function"
 _STATUS = {code.value[0]: code for code in grpc.StatusCode}
@@ -97,7 +100,7 @@ class FunctionService:
     async def call(self, request: FunctionMessage, context: grpc.aio.ServicerContext) -> FunctionMessage:
         """Unary Call: the reply is the request with its Payload replaced by the result."""
         try:
-            payload = await self._invoke(request)
+            payload = await self._invoke(request, None)
             if len(payload) > self._max:
                 raise _too_large(len(payload), self._max)
         except Exception as exc:
@@ -135,11 +138,11 @@ BATCH_MAX = 256
 def _checked(invoke: Invoke, name: str) -> Invoke:
     """``invoke``, refusing requests whose FunctionName is set and is not ``name``."""
 
-    def run(request: FunctionMessage) -> Awaitable[bytes]:
+    def run(request: FunctionMessage, outputs: Outputs | None) -> Awaitable[bytes]:
         wanted = request.FunctionName
         if wanted and wanted != name:
             return _failed(Fault(FUNCTION_NOT_FOUND, f"function {wanted!r} not found: this runtime serves {name!r}"))
-        return invoke(request)
+        return invoke(request, outputs)
 
     return run
 
@@ -162,6 +165,7 @@ class _Stream:
         self._pending: set[asyncio.Future[bytes]] = set()
         self._reading = True
         self._batched = False
+        self._outputs = Outputs(self._answers.put_nowait, limit, asyncio.get_running_loop())
 
     async def read(self) -> None:
         while True:
@@ -182,7 +186,7 @@ class _Stream:
             self._answers.put_nowait(None)
 
     def _start(self, request: FunctionMessage) -> None:
-        started = self._invoke(request)
+        started = self._invoke(request, self._outputs)
         # A runtime's Invoke returns a queued future (sync handlers) or a
         # coroutine (async ones), which becomes a task of this stream.
         future = started if asyncio.isfuture(started) else asyncio.create_task(started, name="edgefn-call")  # type: ignore[arg-type]

@@ -9,14 +9,15 @@ SIGTERM/SIGINT.
 
 Public API::
 
-    Invoke = Callable[[FunctionMessage], Awaitable[bytes]]
+    Invoke = Callable[[FunctionMessage, Outputs | None], Awaitable[bytes]]
     Load = Callable[[RuntimeOptions], tuple[Invoke, bool]]
     parse_options(argv, runtime, env=os.environ) -> RuntimeOptions   # SystemExit(2) on bad usage
     serve(options, load) -> int                                      # the process's exit status
     run(argv, runtime, load) -> int                                  # parse_options + serve
 
 An ``Invoke`` returns the result payload (``b""``: nothing to publish) or raises
-a :class:`~edgefn.runtimes.faults.Fault`. It is called in arrival order; when it
+a :class:`~edgefn.runtimes.faults.Fault`. Its ``Outputs`` (None on a unary Call)
+takes what the call publishes before its answer. It is called in arrival order; when it
 returns a future (rather than a coroutine) the work must already be queued. The
 ``bool`` from ``load`` says whether calls may overlap: a non-concurrent Invoke
 runs its calls one at a time in the order it was called (e.g. on one worker

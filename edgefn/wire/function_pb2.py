@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x65\x64gefn/wire/function.proto\x12\x06\x62\x61\x65tyl\"\x8b\x02\n\x0f\x46unctionMessage\x12\n\n\x02ID\x18\x01 \x01(\x04\x12\x0b\n\x03QOS\x18\x02 \x01(\r\x12\r\n\x05Topic\x18\x03 \x01(\t\x12\x0f\n\x07Payload\x18\x04 \x01(\x0c\x12\x11\n\tTimestamp\x18\n \x01(\x12\x12\x14\n\x0c\x46unctionName\x18\x0b \x01(\t\x12\x18\n\x10\x46unctionInvokeID\x18\x0c \x01(\t\x12\x10\n\x08Sequence\x18\r \x01(\x04\x12\x0c\n\x04\x43ode\x18\x0e \x01(\r\x12\r\n\x05\x45rror\x18\x0f \x01(\t\x12&\n\x05\x42\x61tch\x18\x10 \x03(\x0b\x32\x17.baetyl.FunctionMessage\x12\x0e\n\x06Retain\x18\x11 \x01(\x08\x12\x15\n\rScheduledTime\x18\x12 \x01(\t2\x86\x01\n\x08\x46unction\x12:\n\x04\x43\x61ll\x12\x17.baetyl.FunctionMessage\x1a\x17.baetyl.FunctionMessage\"\x00\x12>\n\x04Talk\x12\x17.baetyl.FunctionMessage\x1a\x17.baetyl.FunctionMessage\"\x00(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x65\x64gefn/wire/function.proto\x12\x06\x62\x61\x65tyl\"\xc4\x02\n\x0f\x46unctionMessage\x12\n\n\x02ID\x18\x01 \x01(\x04\x12\x0b\n\x03QOS\x18\x02 \x01(\r\x12\r\n\x05Topic\x18\x03 \x01(\t\x12\x0f\n\x07Payload\x18\x04 \x01(\x0c\x12\x11\n\tTimestamp\x18\n \x01(\x12\x12\x14\n\x0c\x46unctionName\x18\x0b \x01(\t\x12\x18\n\x10\x46unctionInvokeID\x18\x0c \x01(\t\x12\x10\n\x08Sequence\x18\r \x01(\x04\x12\x0c\n\x04\x43ode\x18\x0e \x01(\r\x12\r\n\x05\x45rror\x18\x0f \x01(\t\x12&\n\x05\x42\x61tch\x18\x10 \x03(\x0b\x32\x17.baetyl.FunctionMessage\x12\x0e\n\x06Retain\x18\x11 \x01(\x08\x12\x15\n\rScheduledTime\x18\x12 \x01(\t\x12\x0e\n\x06Output\x18\x13 \x01(\x08\x12\x11\n\tOutputQOS\x18\x14 \x01(\r\x12\x14\n\x0cOutputRetain\x18\x15 \x01(\x08\x32\xca\x01\n\x08\x46unction\x12:\n\x04\x43\x61ll\x12\x17.baetyl.FunctionMessage\x1a\x17.baetyl.FunctionMessage\"\x00\x12>\n\x04Talk\x12\x17.baetyl.FunctionMessage\x1a\x17.baetyl.FunctionMessage\"\x00(\x01\x30\x01\x12\x42\n\nCallStream\x12\x17.baetyl.FunctionMessage\x1a\x17.baetyl.FunctionMessage\"\x00\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,7 +32,7 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'edgefn.wire.function_pb2', 
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_FUNCTIONMESSAGE']._serialized_start=39
-  _globals['_FUNCTIONMESSAGE']._serialized_end=306
-  _globals['_FUNCTION']._serialized_start=309
-  _globals['_FUNCTION']._serialized_end=443
+  _globals['_FUNCTIONMESSAGE']._serialized_end=363
+  _globals['_FUNCTION']._serialized_start=366
+  _globals['_FUNCTION']._serialized_end=568
 # @@protoc_insertion_point(module_scope)

@@ -7,7 +7,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class FunctionMessage(_message.Message):
-    __slots__ = ("ID", "QOS", "Topic", "Payload", "Timestamp", "FunctionName", "FunctionInvokeID", "Sequence", "Code", "Error", "Batch", "Retain", "ScheduledTime")
+    __slots__ = ("ID", "QOS", "Topic", "Payload", "Timestamp", "FunctionName", "FunctionInvokeID", "Sequence", "Code", "Error", "Batch", "Retain", "ScheduledTime", "Output", "OutputQOS", "OutputRetain")
     ID_FIELD_NUMBER: _ClassVar[int]
     QOS_FIELD_NUMBER: _ClassVar[int]
     TOPIC_FIELD_NUMBER: _ClassVar[int]
@@ -21,6 +21,9 @@ class FunctionMessage(_message.Message):
     BATCH_FIELD_NUMBER: _ClassVar[int]
     RETAIN_FIELD_NUMBER: _ClassVar[int]
     SCHEDULEDTIME_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    OUTPUTQOS_FIELD_NUMBER: _ClassVar[int]
+    OUTPUTRETAIN_FIELD_NUMBER: _ClassVar[int]
     ID: int
     QOS: int
     Topic: str
@@ -34,4 +37,7 @@ class FunctionMessage(_message.Message):
     Batch: _containers.RepeatedCompositeFieldContainer[FunctionMessage]
     Retain: bool
     ScheduledTime: str
-    def __init__(self, ID: _Optional[int] = ..., QOS: _Optional[int] = ..., Topic: _Optional[str] = ..., Payload: _Optional[bytes] = ..., Timestamp: _Optional[int] = ..., FunctionName: _Optional[str] = ..., FunctionInvokeID: _Optional[str] = ..., Sequence: _Optional[int] = ..., Code: _Optional[int] = ..., Error: _Optional[str] = ..., Batch: _Optional[_Iterable[_Union[FunctionMessage, _Mapping]]] = ..., Retain: _Optional[bool] = ..., ScheduledTime: _Optional[str] = ...) -> None: ...
+    Output: bool
+    OutputQOS: int
+    OutputRetain: bool
+    def __init__(self, ID: _Optional[int] = ..., QOS: _Optional[int] = ..., Topic: _Optional[str] = ..., Payload: _Optional[bytes] = ..., Timestamp: _Optional[int] = ..., FunctionName: _Optional[str] = ..., FunctionInvokeID: _Optional[str] = ..., Sequence: _Optional[int] = ..., Code: _Optional[int] = ..., Error: _Optional[str] = ..., Batch: _Optional[_Iterable[_Union[FunctionMessage, _Mapping]]] = ..., Retain: _Optional[bool] = ..., ScheduledTime: _Optional[str] = ..., Output: _Optional[bool] = ..., OutputQOS: _Optional[int] = ..., OutputRetain: _Optional[bool] = ...) -> None: ...

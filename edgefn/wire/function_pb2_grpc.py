@@ -45,6 +45,11 @@ class FunctionStub:
                 request_serializer=edgefn_dot_wire_dot_function__pb2.FunctionMessage.SerializeToString,
                 response_deserializer=edgefn_dot_wire_dot_function__pb2.FunctionMessage.FromString,
                 _registered_method=True)
+        self.CallStream = channel.unary_stream(
+                '/baetyl.Function/CallStream',
+                request_serializer=edgefn_dot_wire_dot_function__pb2.FunctionMessage.SerializeToString,
+                response_deserializer=edgefn_dot_wire_dot_function__pb2.FunctionMessage.FromString,
+                _registered_method=True)
 
 
 class FunctionServicer:
@@ -67,6 +72,15 @@ class FunctionServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CallStream(self, request, context):
+        """One call, every output it publishes as it is produced (Output set), then its
+        result (Output unset). Served by the manager's gRPC server, not by runtimes;
+        a failed call ends the stream with the status and details Call gives.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FunctionServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -77,6 +91,11 @@ def add_FunctionServicer_to_server(servicer, server):
             ),
             'Talk': grpc.stream_stream_rpc_method_handler(
                     servicer.Talk,
+                    request_deserializer=edgefn_dot_wire_dot_function__pb2.FunctionMessage.FromString,
+                    response_serializer=edgefn_dot_wire_dot_function__pb2.FunctionMessage.SerializeToString,
+            ),
+            'CallStream': grpc.unary_stream_rpc_method_handler(
+                    servicer.CallStream,
                     request_deserializer=edgefn_dot_wire_dot_function__pb2.FunctionMessage.FromString,
                     response_serializer=edgefn_dot_wire_dot_function__pb2.FunctionMessage.SerializeToString,
             ),
@@ -134,6 +153,33 @@ class Function:
             request_iterator,
             target,
             '/baetyl.Function/Talk',
+            edgefn_dot_wire_dot_function__pb2.FunctionMessage.SerializeToString,
+            edgefn_dot_wire_dot_function__pb2.FunctionMessage.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CallStream(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/baetyl.Function/CallStream',
             edgefn_dot_wire_dot_function__pb2.FunctionMessage.SerializeToString,
             edgefn_dot_wire_dot_function__pb2.FunctionMessage.FromString,
             options,

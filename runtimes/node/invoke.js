@@ -8,6 +8,10 @@
  * callback-style handler (three parameters) holds the line until it calls
  * back, so `(event, context, callback)` code written for Baetyl never sees two
  * events at once.
+ *
+ * `context.publish(payload, {topic, qos, retain})` sends an output before the
+ * result, through the `output` function the call was submitted with (a Talk
+ * stream's); on a unary Call there is none and outputs are dropped.
  */
 
 const { AsyncLocalStorage } = require('async_hooks');
@@ -82,6 +86,75 @@ function toJson(result) {
   return text;
 }
 
+/** What is wrong with context.publish's options, or null. */
+function outputProblem(options) {
+  if (options === undefined || options === null) return null;
+  if (typeof options !== 'object') return `options must be an object {topic, qos, retain}, got ${typeof options}`;
+  const { topic, qos, retain } = options;
+  if (topic !== undefined && topic !== null) {
+    if (typeof topic !== 'string') return `topic must be a string, got ${typeof topic}`;
+    if (topic === '' || /[+#\0]/.test(topic)) return `topic ${JSON.stringify(topic)} cannot be published to (empty, or holds '+', '#' or NUL)`;
+  }
+  if (qos !== undefined && qos !== null && qos !== 0 && qos !== 1 && qos !== 2) return `qos must be 0, 1 or 2, got ${qos}`;
+  if (retain !== undefined && typeof retain !== 'boolean') return `retain must be a boolean, got ${typeof retain}`;
+  return null;
+}
+
+/**
+ * The handler's context: Baetyl's keys as own properties (so its keys, its JSON
+ * and console.log stay Baetyl's) and `publish` on the class. The call it belongs
+ * to is a private field. A class, not an object literal with a prototype: V8
+ * builds it as fast as a plain object.
+ */
+class Context {
+  #job;
+
+  constructor(job, name) {
+    const message = job.message;
+    const invokeId = message.FunctionInvokeID;
+    this.#job = job;
+    this.messageQOS = message.QOS;
+    this.messageTopic = message.Topic;
+    this.messageRetain = message.Retain === true;
+    this.messageTimestamp = Number(message.Timestamp);
+    this.functionName = message.FunctionName || name;
+    this.functionInvokeID = invokeId;
+    this.invokeid = invokeId;
+    // A scheduled call only: its nominal fire time, RFC 3339 in the schedule's zone.
+    if (message.ScheduledTime) this.scheduledTime = message.ScheduledTime;
+  }
+
+  /**
+   * Publishes `payload` now, before the call's result (encoded like a result;
+   * undefined/null: nothing). `topic` defaults to the rule's publish topic,
+   * `qos` to its QoS; the input's QoS caps either. On a unary Call, or once
+   * the call has answered, the output is dropped.
+   * @param {unknown} payload
+   * @param {{topic?: string, qos?: number, retain?: boolean}} [options]
+   */
+  publish(payload, options) {
+    const job = this.#job;
+    const problem = outputProblem(options);
+    if (problem !== null) throw new TypeError(`context.publish: ${problem}`);
+    let bytes;
+    try {
+      bytes = encodeResult(payload, job.limit);
+    } catch (err) {
+      throw new TypeError(`context.publish: ${(err.errorMessage || err.message).replace(/^result/, 'the output')}`);
+    }
+    if (bytes.length === 0 || job.output === undefined || job.settled) return;
+    const { topic, qos, retain } = options || {};
+    job.output({
+      Sequence: job.message.Sequence,
+      Output: true,
+      Payload: bytes,
+      Topic: topic || '',
+      OutputQOS: qos === undefined || qos === null ? 0 : qos + 1,
+      OutputRetain: retain === true,
+    });
+  }
+}
+
 function isThenable(value) {
   return value !== null && (typeof value === 'object' || typeof value === 'function') && typeof value.then === 'function';
 }
@@ -92,6 +165,8 @@ function isThenable(value) {
  * @property {object} message the FunctionMessage
  * @property {(err: Fault|null, payload?: Buffer) => void} reply
  * @property {boolean} settled
+ * @property {((frame: object) => void) | undefined} output sends an Output frame (Talk only)
+ * @property {number} limit the largest output in bytes
  */
 
 /** Runs a handler's calls, in order for sync handlers, concurrently for async ones. */
@@ -123,10 +198,11 @@ class Dispatcher {
    * Queues a call; `reply` is called exactly once, with a Fault or a payload.
    * @param {object} message a FunctionMessage
    * @param {(err: Fault|null, payload?: Buffer) => void} reply
+   * @param {(frame: object) => void} [output] sends an output frame; absent: outputs are dropped
    */
-  submit(message, reply) {
+  submit(message, reply, output) {
     this.inflight++;
-    this.queue.push({ message, reply, settled: false });
+    this.queue.push({ message, reply, settled: false, output, limit: this.messageMax });
     if (this.blocker === null) this.pump();
   }
 
@@ -157,7 +233,7 @@ class Dispatcher {
 
   start(job) {
     const event = decodeEvent(job.message.Payload);
-    const context = this.context(job.message);
+    const context = this.context(job);
     // Node's convention: callback(null, value) succeeds, callback(err) fails.
     const callback = (err, value) =>
       err === null || err === undefined ? this.finish(job, false, value) : this.finish(job, true, err);
@@ -184,20 +260,8 @@ class Dispatcher {
     }
   }
 
-  context(message) {
-    const invokeId = message.FunctionInvokeID;
-    const context = {
-      messageQOS: message.QOS,
-      messageTopic: message.Topic,
-      messageRetain: message.Retain === true,
-      messageTimestamp: Number(message.Timestamp),
-      functionName: message.FunctionName || this.name,
-      functionInvokeID: invokeId,
-      invokeid: invokeId,
-    };
-    // A scheduled call only: its nominal fire time, RFC 3339 in the schedule's zone.
-    if (message.ScheduledTime) context.scheduledTime = message.ScheduledTime;
-    return context;
+  context(job) {
+    return new Context(job, this.name);
   }
 
   /**

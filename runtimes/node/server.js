@@ -105,7 +105,9 @@ class FunctionServer {
   talk(call) {
     // batched: the client sent a Batch frame, so it reads them too; outbox: answers
     // waiting for the next flush (only when batched).
-    const stream = { call, pending: 0, ended: false, batched: false, outbox: [], flushing: false };
+    const stream = { call, pending: 0, ended: false, batched: false, outbox: [], flushing: false, output: null };
+    // A call's outputs go out through the same path as answers: in order, ahead of its answer.
+    stream.output = (frame) => this.send(stream, frame);
     this.talks.add(stream);
     const forget = () => this.talks.delete(stream);
     call.on('data', (request) => {
@@ -132,11 +134,12 @@ class FunctionServer {
       return;
     }
     stream.pending++;
-    this.dispatcher.submit(request, (fault, payload) => {
+    const reply = (fault, payload) => {
       stream.pending--;
       this.talkReply(stream, request, fault, payload);
       if (stream.ended && stream.pending === 0) this.closeTalk(stream);
-    });
+    };
+    this.dispatcher.submit(request, reply, stream.output);
   }
 
   talkReply(stream, request, fault, payload) {
@@ -146,6 +149,11 @@ class FunctionServer {
       reply.Code = fault.code;
       reply.Error = fault.details();
     }
+    this.send(stream, reply);
+  }
+
+  /** Writes an answer or an output frame, in the order sent, batched like answers. */
+  send(stream, reply) {
     if (stream.call.cancelled || !this.talks.has(stream)) return; // nobody is listening
     if (!stream.batched) {
       stream.call.write(reply);

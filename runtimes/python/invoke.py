@@ -3,7 +3,9 @@
 event: empty payload → ``{}``; JSON → that value (scalars too); else the raw
 bytes. context: messageQOS, messageTopic, messageRetain, messageTimestamp,
 functionName, functionInvokeID, invokeid, and scheduledTime for a scheduled
-call. result: None/empty bytes → b""; bytes/bytearray as they are; anything
+call; it is a dict (Baetyl's handlers read it as one) with a ``publish`` method
+for outputs before the result. A generator or async generator handler publishes
+each value it yields, and its result is then empty. result: None/empty bytes → b""; bytes/bytearray as they are; anything
 else → JSON (strings too), or
 ``Runtime.UnserializableResult``. A user exception becomes a Fault named
 after its class, with the user's frames only.
@@ -28,6 +30,7 @@ import orjson
 
 from edgefn.runtimes import exactjson
 from edgefn.runtimes.faults import UNSERIALIZABLE_RESULT, Fault
+from edgefn.runtimes.outputs import Outputs, check_output
 from edgefn.runtimes.python.loader import Handler, user_stack
 from edgefn.runtimes.serving import Invoke
 from edgefn.wire.function_pb2 import FunctionMessage
@@ -48,10 +51,35 @@ def make_invoke(handler: Handler, name: str, prefix: str) -> tuple[Invoke, bool]
 
 
 def _is_async(handler: Handler) -> bool:
-    if inspect.iscoroutinefunction(handler):
+    if inspect.iscoroutinefunction(handler) or inspect.isasyncgenfunction(handler):
         return True
     method = getattr(handler, "__call__", None)  # an instance with an async __call__
-    return not inspect.isfunction(handler) and inspect.iscoroutinefunction(method)
+    return not inspect.isfunction(handler) and (
+        inspect.iscoroutinefunction(method) or inspect.isasyncgenfunction(method))
+
+
+class Context(dict):  # type: ignore[type-arg]
+    """The handler's context: Baetyl's dict of facts about the message, plus :meth:`publish`."""
+
+    __slots__ = ("_outputs", "_sequence")
+
+    def publish(self, payload: object, topic: str | None = None, qos: int | None = None,
+                retain: bool = False) -> None:
+        """Publish ``payload`` now, before the call's result (encoded like a result; None: nothing).
+
+        ``topic`` defaults to the rule's publish topic, ``qos`` to its QoS (the
+        input's QoS caps either). Raises ``ValueError``/``TypeError`` for a bad
+        argument or payload. On a unary gRPC Call there is nowhere to publish:
+        the output is dropped.
+        """
+        if problem := check_output(topic, qos, retain):
+            raise ValueError(f"context.publish: {problem}")
+        try:
+            data = encode_result(payload)
+        except Fault as fault:
+            raise TypeError(f"context.publish: {fault.message}".replace("the handler returned", "got")) from None
+        if data and self._outputs is not None:
+            self._outputs.emit(self._sequence, data, topic or "", qos, retain)
 
 
 def decode_event(payload: bytes) -> object:
@@ -91,17 +119,19 @@ class _Call:
         self._name = name
         self._prefix = prefix
 
-    def _arguments(self, request: FunctionMessage) -> tuple[object, dict[str, object]]:
+    def _arguments(self, request: FunctionMessage, outputs: Outputs | None) -> tuple[object, Context]:
         invoke_id = request.FunctionInvokeID
-        context: dict[str, object] = {
-            "messageQOS": request.QOS,
-            "messageTopic": request.Topic,
-            "messageRetain": request.Retain,
-            "messageTimestamp": request.Timestamp,
-            "functionName": request.FunctionName or self._name,
-            "functionInvokeID": invoke_id,
-            "invokeid": invoke_id,
-        }
+        context = Context(
+            messageQOS=request.QOS,
+            messageTopic=request.Topic,
+            messageRetain=request.Retain,
+            messageTimestamp=request.Timestamp,
+            functionName=request.FunctionName or self._name,
+            functionInvokeID=invoke_id,
+            invokeid=invoke_id,
+        )
+        context._outputs = outputs
+        context._sequence = request.Sequence
         if request.ScheduledTime:  # a scheduled call: its nominal fire time, in the schedule's zone
             context["scheduledTime"] = request.ScheduledTime
         return decode_event(request.Payload), context
@@ -109,21 +139,32 @@ class _Call:
     def _fault(self, exc: BaseException) -> Fault:
         return Fault(type(exc).__name__, str(exc), user_stack(exc.__traceback__, self._prefix))
 
-    def run_sync(self, request: FunctionMessage, loop: asyncio.AbstractEventLoop) -> bytes:
+    def run_sync(self, request: FunctionMessage, outputs: Outputs | None,
+                 loop: asyncio.AbstractEventLoop) -> bytes:
         """Run on the worker thread."""
-        event, context = self._arguments(request)
+        event, context = self._arguments(request, outputs)
         try:
             result = self._handler(event, context)
-            if asyncio.iscoroutine(result):  # a sync wrapper around an async function
+            if inspect.isgenerator(result):  # before iscoroutine, which takes generators too
+                for value in result:
+                    context.publish(value)
+                result = None
+            elif asyncio.iscoroutine(result):  # a sync wrapper around an async function
                 result = asyncio.run_coroutine_threadsafe(result, loop).result()
         except BaseException as exc:  # SystemExit from a handler is its answer, not ours
             raise self._fault(exc) from None
         return encode_result(result)
 
-    async def run_async(self, request: FunctionMessage) -> bytes:
-        event, context = self._arguments(request)
+    async def run_async(self, request: FunctionMessage, outputs: Outputs | None) -> bytes:
+        event, context = self._arguments(request, outputs)
         try:
-            result = await self._handler(event, context)  # type: ignore[misc]
+            produced = self._handler(event, context)
+            if inspect.isasyncgen(produced):
+                async for value in produced:
+                    context.publish(value)
+                result = None
+            else:
+                result = await produced  # type: ignore[misc]
         except asyncio.CancelledError:
             raise
         except BaseException as exc:  # SystemExit too: it must not end the loop
@@ -140,29 +181,34 @@ def _settle(future: asyncio.Future[bytes], result: bytes | None, exc: BaseExcept
         future.set_exception(exc)
 
 
+_Job = tuple["asyncio.Future[bytes]", FunctionMessage, "Outputs | None"]
+
+
 class _Worker:
     """One thread running a sync handler's calls in the order they were submitted."""
 
-    def __init__(self, run: Callable[[FunctionMessage, asyncio.AbstractEventLoop], bytes]) -> None:
+    def __init__(self, run: Callable[[FunctionMessage, Outputs | None, asyncio.AbstractEventLoop], bytes]) -> None:
         self._run = run
-        self._jobs: queue.SimpleQueue[tuple[asyncio.Future[bytes], FunctionMessage]] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
         threading.Thread(target=self._serve, name="edgefn-handler", daemon=True).start()
 
-    def submit(self, request: FunctionMessage) -> asyncio.Future[bytes]:
+    def submit(self, request: FunctionMessage, outputs: Outputs | None) -> asyncio.Future[bytes]:
         """Queue a call now (arrival order is submission order) and return its future."""
         future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-        self._jobs.put((future, request))
+        self._jobs.put((future, request, outputs))
         return future
 
     def _serve(self) -> None:
         run, jobs = self._run, self._jobs
         while True:
-            future, request = jobs.get()
+            future, request, outputs = jobs.get()
             if future.cancelled():
                 continue  # not started yet and nobody waits for it any more
             loop = future.get_loop()
             try:
-                result = run(request, loop)
+                # Outputs reach the loop through call_soon_threadsafe, as the
+                # settling below does: they are queued before the answer.
+                result = run(request, outputs, loop)
             except BaseException as exc:
                 loop.call_soon_threadsafe(_settle, future, None, exc)
             else:

@@ -31,7 +31,7 @@ def load(options: serving.RuntimeOptions) -> tuple[serving.Invoke, bool]:
     except SqlError as error:
         raise Fault(USER_CODE_SYNTAX_ERROR, str(error), _pointer(options.handler, error)) from error
 
-    def invoke(request: FunctionMessage) -> asyncio.Future[bytes]:
+    def invoke(request: FunctionMessage, outputs: object) -> asyncio.Future[bytes]:  # SQL has no outputs
         answer: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         try:
             answer.set_result(function.evaluate(request.Payload, request.Topic, request.QOS))

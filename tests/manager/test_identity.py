@@ -21,6 +21,7 @@ from edgefn.manager import identity
 from edgefn.manager.config import ConfigError, FunctionConfig, InstanceConfig, load_config
 from edgefn.manager.identity import Identity, IdentityError, closed_to
 from edgefn.manager.metrics import Metrics
+from edgefn.manager.pool import Pool
 from edgefn.manager.runners import RunnerTable, check_function
 from support.broker import Mosquitto
 from support.manager import FUNCTIONS, ManagerProcess, write_config
@@ -117,7 +118,9 @@ async def test_the_start_fails_with_one_clear_error_when_the_manager_is_not_root
     table = RunnerTable(socket_dir=socket_dir, metrics=Metrics(), grace=1.0)
     with pytest.raises(IdentityError, match="^function whoami: instance.user/group 'nobody' needs the manager to run as root"):
         await table.start([node_config(RUN_AS)])
-    assert len(table) == 0  # nothing was built, nothing started
+    pool = table["whoami"]
+    assert isinstance(pool, Pool) and pool.instances == ()  # no instance started
+    await table.stop()
 
 
 async def test_check_loads_the_handler_as_the_user_and_reports_code_it_cannot_read(socket_dir: Path) -> None:

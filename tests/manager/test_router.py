@@ -46,7 +46,7 @@ class Runner:
         self.waiting = 0
         self.calls: list[Call] = []
 
-    async def call(self, call: Call) -> bytes:
+    async def call(self, call: Call, outputs: object = None) -> bytes:
         self.calls.append(call)
         answer = self.answers.pop(0)
         if isinstance(answer, Fault):
@@ -293,7 +293,7 @@ async def test_drain_waits_for_a_fire_in_flight_and_a_closed_router_runs_none() 
     release = asyncio.Event()
 
     class Slow(Runner):
-        async def call(self, call):  # type: ignore[no-untyped-def]
+        async def call(self, call, outputs=None):  # type: ignore[no-untyped-def]
             await release.wait()
             return await super().call(call)
 

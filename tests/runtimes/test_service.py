@@ -16,7 +16,7 @@ from edgefn.wire.function_pb2 import FunctionMessage
 pytestmark = pytest.mark.timeout(30)
 
 
-async def echo(request: FunctionMessage) -> bytes:
+async def echo(request: FunctionMessage, outputs: object = None) -> bytes:
     return request.Payload
 
 
