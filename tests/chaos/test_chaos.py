@@ -28,3 +28,4 @@ async def test_no_qos1_input_is_lost_and_each_gets_its_result_or_its_own_envelop
     if not scenario.repeats:
         assert outcome.duplicated == 0, outcome
     assert outcome.alive and outcome.exit_code == 0, outcome
+    assert outcome.left_running == 0, outcome  # nothing a runtime started outlives the manager

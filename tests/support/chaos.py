@@ -41,8 +41,9 @@ import orjson
 
 from support.broker import MOSQUITTO, Mosquitto, wait_for_port
 from support.manager import FUNCTIONS, ManagerProcess, python_function, write_config
-from support.processes import children
+from support.processes import alive, children
 
+FUNCTION = FUNCTIONS / "chaos"
 RESULT = "result"
 PERSISTENCE = """\
 user root
@@ -303,14 +304,17 @@ class Outcome:
     seconds: float
     strays: int = 0
     exit_code: int | None = None
+    left_running: int = 0  # processes of the function still running once the manager stopped
 
 
-HEADER = f"{'scenario':<16} {'messages':>8} {'lost':>5} {'duplicated':>10} {'envelopes':>9} {'manager alive':>13} {'seconds':>8}"
+HEADER = (f"{'scenario':<16} {'messages':>8} {'lost':>5} {'duplicated':>10} {'envelopes':>9} "
+          f"{'manager alive':>13} {'left running':>12} {'seconds':>8}")
 
 
 def row(outcome: Outcome) -> str:
     return (f"{outcome.scenario:<16} {outcome.messages:>8} {outcome.lost:>5} {outcome.duplicated:>10} "
-            f"{outcome.envelopes:>9} {'yes' if outcome.alive else 'NO':>13} {outcome.seconds:>8.1f}")
+            f"{outcome.envelopes:>9} {'yes' if outcome.alive else 'NO':>13} {outcome.left_running:>12} "
+            f"{outcome.seconds:>8.1f}")
 
 
 def _config(folder: Path, broker: Broker, scenario: Scenario, topic: str) -> Path:
@@ -350,9 +354,36 @@ async def run(scenario: Scenario, folder: Path, count: int | None = None) -> Out
                 code = await asyncio.to_thread(state.manager.stop)
             finally:
                 state.manager.kill()
-        return _outcome(scenario.name, expected, tally, alive, code, time.monotonic() - started)
+        outcome = _outcome(scenario.name, expected, tally, alive, code, time.monotonic() - started)
+        outcome.left_running = await _left_running(FUNCTION)
+        return outcome
     finally:
         await asyncio.to_thread(broker.stop)
+
+
+async def _left_running(folder: Path, within: float = 5.0) -> int:
+    """How many processes still run in ``folder`` (runtimes and what they forked) after ``within`` seconds.
+
+    The runtimes of a manager killed with SIGKILL notice on their own; give them that long.
+    """
+    deadline = time.monotonic() + within
+    while (found := _running_in(folder)) and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    return len(found)
+
+
+def _running_in(folder: Path) -> set[int]:
+    found = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            cwd = os.readlink(f"/proc/{entry}/cwd")
+        except OSError:
+            continue
+        if cwd == str(folder) and alive(int(entry)):
+            found.add(int(entry))
+    return found
 
 
 def _outcome(name: str, expected: Expected, tally: Tally, alive: bool, code: int, seconds: float) -> Outcome:
