@@ -243,7 +243,9 @@ async def check_function(function: FunctionConfig, folder: Path) -> HandlerProbl
     if kind.in_process:
         return check.check_statement(function)
     if problems := await identity_problems(function):
-        return check.HandlerProblem(function.name, faults.UNAVAILABLE_FAULT, "; ".join(problems))
+        prefix = f"function {function.name}: "  # HandlerProblem names the function itself
+        return check.HandlerProblem(function.name, faults.UNAVAILABLE_FAULT,
+                                    "; ".join(line.removeprefix(prefix) for line in problems))
     if kind.command and not function.handshake:
         return await check.check_command(function, launcher(function))
     return await check.check_process(function, launcher(function), folder)
