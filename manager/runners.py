@@ -320,6 +320,7 @@ class RunnerTable(Mapping[str, Runner]):
         self._metrics = metrics
         self._prepare = prepare or (lambda function: function)
         self._retiring: set[asyncio.Task[None]] = set()
+        self._built: list[FunctionConfig] = []  # what build_all built, for start
 
     def __getitem__(self, name: str) -> Runner:
         return self._runners[name]
@@ -334,22 +335,27 @@ class RunnerTable(Mapping[str, Runner]):
         return build_runner(self._prepare(function), socket_dir=self._socket_dir,
                             stats=self._metrics.function(function.name))
 
-    async def start(self, functions: Iterable[FunctionConfig]) -> None:
-        """Build a runner per function, then start them (``min`` instances warm).
+    async def build_all(self, functions: Iterable[FunctionConfig]) -> None:
+        """Build a runner per function; nothing starts yet.
 
-        The table is complete before the first await: deliveries arriving while
-        instances start (the hub connects at the same time) find their runner.
-        Raises ``IdentityError`` before any instance starts when a function cannot
-        run as its ``instance.user``/``group`` here.
+        Raises ``IdentityError`` when a function cannot run as its
+        ``instance.user``/``group`` here, before anything (the hub included) starts.
         """
         from edgefn.manager.identity import require
 
-        functions = list(functions)
-        for function in functions:
+        self._built = list(functions)
+        for function in self._built:
             self._runners[function.name] = self.build(function)
-        prepared = [self._prepare(function) for function in functions]  # the code its instances run
+        prepared = [self._prepare(function) for function in self._built]  # the code its instances run
         require(line for lines in await asyncio.gather(*map(identity_problems, prepared)) for line in lines)
-        for problem in await probe_launch(functions):
+
+    async def start(self) -> None:
+        """Start every runner built (``min`` instances warm); runtimes that cannot run here are logged.
+
+        The table is complete already: deliveries arriving while instances start
+        (the hub connects at the same time) find their runner.
+        """
+        for problem in await probe_launch(self._built):
             log.error("%s; its functions will answer with Runtime.Unavailable envelopes", problem)
         await asyncio.gather(*(runner.start() for runner in self._runners.values()))
 

@@ -117,7 +117,7 @@ async def test_the_start_fails_with_one_clear_error_when_the_manager_is_not_root
     monkeypatch.setattr(identity.os, "geteuid", lambda: 1000)
     table = RunnerTable(socket_dir=socket_dir, metrics=Metrics(), grace=1.0)
     with pytest.raises(IdentityError, match="^function whoami: instance.user/group 'nobody' needs the manager to run as root"):
-        await table.start([node_config(RUN_AS)])
+        await table.build_all([node_config(RUN_AS)])
     pool = table["whoami"]
     assert isinstance(pool, Pool) and pool.instances == ()  # no instance started
     await table.stop()
