@@ -142,12 +142,13 @@ class Manager:
         stack.push_async_callback(self._stop_broker)
         await self._start_broker()
         stack.push_async_callback(self.runners.stop)
+        await self.runners.build_all(self.config.functions)  # a function that cannot run here stops us now
         stack.push_async_callback(self._stop_server)  # before the runners: no call lands on a stopping pool
         stack.push_async_callback(self._disconnect_all)
         # Instances warm up while the server binds and the hub connects: start-up takes the
         # longest of the three, not their sum.
         async with asyncio.TaskGroup() as group:
-            group.create_task(self.runners.start(self.config.functions), name="start:runners")
+            group.create_task(self.runners.start(), name="start:runners")
             group.create_task(self._start_server(), name="start:server")
             group.create_task(self._connect_all(), name="start:hub")
         stack.push_async_callback(self._stop_scheduler)

@@ -75,9 +75,14 @@ async def check_process(function: FunctionConfig, launcher: Callable[[], Launch]
     address = f"unix:{folder / (function.name[:40] + '.sock')}"
     env = instance_env(function, address)
     env.pop("EDGEFN_PARENT_PIPE")
+    who = function.instance.identity
+    switch = who.spawn_options() if who is not None and who.differs() else {}  # load it as it will run
+    if who is not None:
+        env["HOME"] = who.home
     process = await asyncio.create_subprocess_exec(
         *launch.argv, "--check", cwd=function.codedir, env=env,
         stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        **switch,
     )
     try:
         async with asyncio.timeout(CHECK_TIMEOUT):

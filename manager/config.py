@@ -33,6 +33,7 @@ from .units import parse_duration, parse_size
 from .yamldoc import ConfigError, Document, Problem, Value, compose
 
 if TYPE_CHECKING:  # only scheduled rules need them: zoneinfo and cron load with the first one
+    from .identity import Identity  # (and instance.user: config_functions reads it)
     from .schedule import Schedule
     from .timefilter import TimeFilter
 
@@ -188,6 +189,7 @@ class InstanceConfig:
     memory: int | None = None
     message_max: int = 4 * 1024 * 1024
     backoff_max: float = 60.0
+    identity: Identity | None = None  # instance.user/group: who the instances run as (None: the manager)
 
 
 @dataclass(frozen=True)

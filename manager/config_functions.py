@@ -22,6 +22,7 @@ from edgefn.wire.limits import DEFAULT_MESSAGE_MAX, MQTT_MESSAGE_MAX
 
 from .config import FrozenEnv, FunctionConfig, InstanceConfig
 from .config_keys import keys
+from .identity import Identity, identity_of, resolve_group, resolve_user
 from .runners import KINDS, RuntimeKind, alias
 from .yamldoc import Section, Value, is_null, items_of, read_key
 
@@ -219,7 +220,28 @@ def _instance(instance: Section | None, kind: RuntimeKind | None) -> InstanceCon
         memory=read_key(instance, "memory", _memory, None),
         message_max=message_max,
         backoff_max=read_key(backoff, "max", Value.duration, 60.0),
+        identity=_identity(instance),
     )
+
+
+def _identity(instance: Section) -> Identity | None:
+    """``user`` and ``group``: names or numeric ids that must exist on this machine."""
+    entry, gid, names, wrong = None, None, [], False
+    if (user := instance.get("user")) is not None and (text := user.string()) is not None:
+        entry, problem = resolve_user(text)
+        names.append(text)
+        if problem is not None:
+            user.error(problem)
+            wrong = True
+    if (group := instance.get("group")) is not None and (text := group.string()) is not None:
+        gid, problem = resolve_group(text)
+        names.append(text)
+        if problem is not None:
+            group.error(problem)
+            wrong = True
+    if wrong or (entry is None and gid is None):
+        return None
+    return identity_of(entry, gid, ":".join(names))
 
 
 def _at_least(low: float) -> Callable[[Value], float | None]:

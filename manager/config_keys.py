@@ -186,6 +186,9 @@ SECTIONS: tuple[Section, ...] = (
             "at least 1m"),
         Key("message", "mapping", "", "`length.max`: the largest input and result"),
         Key("backoff", "mapping", "", "`max`: the longest pause between failed starts"),
+        Key("user", "string", "", "run the instances as this user (a name or a numeric id; the manager "
+            "must run as root), with no supplementary groups and HOME set to the user's home"),
+        Key("group", "string", "the user's group", "run the instances with this group (a name or a numeric id)"),
     ), "functions:\n  - name: sayhi\n    runtime: python\n    handler: index.handler\n    codedir: sayhi\n"
        "    instance: {min: 1, max: 4, concurrency: 1, idletime: 10m, timeout: 5s, memory: 256m}"),
     Section("functions[].instance.message", "Message limits.", (

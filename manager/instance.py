@@ -23,6 +23,7 @@ from pathlib import Path
 
 from edgefn.manager.addresses import unix_path
 from edgefn.manager.client import FunctionClient, OutputSink
+from edgefn.manager.identity import Identity
 from edgefn.manager.message import Call
 from edgefn.manager.process import RuntimeProcess
 from edgefn.runtimes import faults
@@ -53,6 +54,7 @@ class Instance:
         on_exit: Callable[["Instance"], None],
         on_free: Callable[[], None] = lambda: None,
         handshake: bool = True,
+        identity: Identity | None = None,
     ) -> None:
         self.name = name
         self.started_at = time.monotonic()
@@ -63,7 +65,7 @@ class Instance:
         self._address = address
         self._handshake = handshake
         self._on_exit = on_exit
-        self._process = RuntimeProcess(name, argv, cwd, env, self._exited)
+        self._process = RuntimeProcess(name, argv, cwd, env, self._exited, identity)
         self._client = FunctionClient(
             name, address, message_max, exit=self._process.exit, exit_fault=self._exit_fault,
             on_free=on_free, on_fault=self.kill, on_ended=self._talk_ended,

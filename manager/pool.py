@@ -19,6 +19,8 @@ import asyncio
 import collections
 import itertools
 import logging
+import os
+import shutil
 import socket
 import time
 from collections.abc import Callable, Coroutine
@@ -27,6 +29,7 @@ from pathlib import Path
 from edgefn.manager.client import OutputSink
 from edgefn.manager.config import FunctionConfig
 from edgefn.manager.client import NotStarted
+from edgefn.manager.identity import socket_folder
 from edgefn.manager.instance import Instance
 from edgefn.manager.launch import LaunchError, instance_env
 from edgefn.manager.message import Call
@@ -81,6 +84,7 @@ class Pool:
         self.message_max = function.instance.message_max
         self.stats = stats
         self._socket_dir = socket_dir
+        self._user_dir: Path | None = None  # instance.user's own socket folder, made at the first start
         self._limits = function.instance
         self._concurrency = function.instance.concurrency
         self._timeout = function.instance.timeout
@@ -147,6 +151,8 @@ class Pool:
         await asyncio.gather(
             *(instance.stop(grace) for instance in instances), *self._leaving, return_exceptions=True
         )
+        if self._user_dir is not None:
+            shutil.rmtree(self._user_dir, ignore_errors=True)
 
     def _own(self, coroutine: Coroutine[object, object, object], what: str,
              tasks: set[asyncio.Task[object]] | None = None) -> asyncio.Task[object]:
@@ -325,18 +331,31 @@ class Pool:
         if self._command is None:
             self._command = await asyncio.to_thread(self._launcher)
         launch: Launch = self._command
-        address = _loopback_address() if launch.tcp else f"unix:{self._socket_dir / f'i{next(_SOCKET_NUMBERS)}.sock'}"
+        folder, parent = self._sockets(), None
+        if (identity := self._limits.identity) is not None:
+            parent = {**os.environ, "HOME": identity.home}  # the user's home (the function's env may still set it)
+        address = _loopback_address() if launch.tcp else f"unix:{folder / f'i{next(_SOCKET_NUMBERS)}.sock'}"
         return Instance(
             name=f"{self.function.name}#{next(self._numbers)}",
             argv=launch.argv,
             cwd=self.function.codedir,
-            env=instance_env(self.function, address),
+            env=instance_env(self.function, address, parent=parent),
             address=address,
             message_max=self.message_max,
             on_exit=self._exited,
             on_free=self._wake,
             handshake=launch.handshake,
+            identity=identity,
         )
+
+    def _sockets(self) -> Path:
+        """Where this pool's instances bind: the manager's folder, or the user's own subfolder in it."""
+        identity = self._limits.identity
+        if identity is None or not identity.differs():
+            return self._socket_dir
+        if self._user_dir is None:
+            self._user_dir = socket_folder(self._socket_dir, f"u{next(_SOCKET_NUMBERS)}", identity)
+        return self._user_dir
 
     def _failed_to_start(self, instance: Instance | None, fault: Fault, attempt: float) -> Fault:
         self.stats.start_failures += 1

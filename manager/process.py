@@ -25,6 +25,7 @@ from pathlib import Path
 
 import orjson
 
+from edgefn.manager.identity import Identity
 from edgefn.manager.logs import OutputRelay
 from edgefn.runtimes import faults
 from edgefn.runtimes.faults import Fault
@@ -109,6 +110,7 @@ class RuntimeProcess:
         cwd: Path | None,
         env: Mapping[str, str],
         on_exit: Callable[[], None],
+        identity: Identity | None = None,
     ) -> None:
         self.name = name
         self.pid: int | None = None
@@ -118,6 +120,8 @@ class RuntimeProcess:
         self._cwd = cwd
         self._env = dict(env)
         self._on_exit = on_exit
+        # instance.user/group: started as that uid and gid, without the manager's groups.
+        self._as = identity.spawn_options() if identity is not None and identity.differs() else {}
         self._transport: asyncio.SubprocessTransport | None = None
         self._protocol: _Protocol | None = None
         self._relays: set[asyncio.Task[None]] = set()
@@ -139,6 +143,7 @@ class RuntimeProcess:
             stdout=asyncio.subprocess.PIPE,  # the handshake line, then relayed
             stderr=asyncio.subprocess.PIPE,  # relayed into our log
             start_new_session=True,  # its own process group: a terminal's Ctrl-C reaches only the manager
+            **self._as,
         )
         self.pid = self._transport.get_pid()
         assert self._protocol.stderr is not None

@@ -24,6 +24,7 @@ from watchfiles import DefaultFilter, awatch
 from edgefn.manager.app import Manager, ReloadError
 from edgefn.manager.config import Config, ConfigError, FrozenEnv, FunctionConfig, load_config
 from edgefn.manager.errors import EdgefnError
+from edgefn.manager.identity import traversable
 
 log = logging.getLogger("edgefn.reload")
 
@@ -67,6 +68,8 @@ class Snapshots:
         safe = re.sub(r"[^A-Za-z0-9_.-]", "_", function.name)
         target = self._root / f"{safe}-{next(self._numbers)}"
         shutil.copytree(function.codedir, target, symlinks=True, ignore=SNAPSHOT_IGNORE)
+        if function.instance.identity is not None and function.instance.identity.differs():
+            traversable(self._root)  # the copy keeps the code's modes; its user must reach it (instance.user)
         modules = function.codedir / "node_modules"
         if modules.is_dir():
             (target / "node_modules").symlink_to(modules, target_is_directory=True)

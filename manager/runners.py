@@ -242,9 +242,27 @@ async def check_function(function: FunctionConfig, folder: Path) -> HandlerProbl
     kind = KINDS[function.runtime]
     if kind.in_process:
         return check.check_statement(function)
+    if problems := await identity_problems(function):
+        prefix = f"function {function.name}: "  # HandlerProblem names the function itself
+        return check.HandlerProblem(function.name, faults.UNAVAILABLE_FAULT,
+                                    "; ".join(line.removeprefix(prefix) for line in problems))
     if kind.command and not function.handshake:
         return await check.check_command(function, launcher(function))
     return await check.check_process(function, launcher(function), folder)
+
+
+async def identity_problems(function: FunctionConfig) -> list[str]:
+    """What stops ``function`` from running as its ``instance.user``/``group`` here (one line each)."""
+    from edgefn.manager import identity
+
+    who = function.instance.identity
+    if who is None or not who.differs() or KINDS[function.runtime].in_process:
+        return []
+    try:
+        launch = await asyncio.to_thread(launcher(function))
+    except LaunchError:
+        return []  # reported on its own
+    return identity.problems(function.name, who, function.codedir, launch.argv[0])
 
 
 async def probe_launch(functions: list[FunctionConfig]) -> list[str]:
@@ -302,6 +320,7 @@ class RunnerTable(Mapping[str, Runner]):
         self._metrics = metrics
         self._prepare = prepare or (lambda function: function)
         self._retiring: set[asyncio.Task[None]] = set()
+        self._built: list[FunctionConfig] = []  # what build_all built, for start
 
     def __getitem__(self, name: str) -> Runner:
         return self._runners[name]
@@ -316,16 +335,27 @@ class RunnerTable(Mapping[str, Runner]):
         return build_runner(self._prepare(function), socket_dir=self._socket_dir,
                             stats=self._metrics.function(function.name))
 
-    async def start(self, functions: Iterable[FunctionConfig]) -> None:
-        """Build a runner per function, then start them (``min`` instances warm).
+    async def build_all(self, functions: Iterable[FunctionConfig]) -> None:
+        """Build a runner per function; nothing starts yet.
 
-        The table is complete before the first await: deliveries arriving while
-        instances start (the hub connects at the same time) find their runner.
+        Raises ``IdentityError`` when a function cannot run as its
+        ``instance.user``/``group`` here, before anything (the hub included) starts.
         """
-        functions = list(functions)
-        for function in functions:
+        from edgefn.manager.identity import require
+
+        self._built = list(functions)
+        for function in self._built:
             self._runners[function.name] = self.build(function)
-        for problem in await probe_launch(functions):
+        prepared = [self._prepare(function) for function in self._built]  # the code its instances run
+        require(line for lines in await asyncio.gather(*map(identity_problems, prepared)) for line in lines)
+
+    async def start(self) -> None:
+        """Start every runner built (``min`` instances warm); runtimes that cannot run here are logged.
+
+        The table is complete already: deliveries arriving while instances start
+        (the hub connects at the same time) find their runner.
+        """
+        for problem in await probe_launch(self._built):
             log.error("%s; its functions will answer with Runtime.Unavailable envelopes", problem)
         await asyncio.gather(*(runner.start() for runner in self._runners.values()))
 
