@@ -58,7 +58,7 @@ NAMES: dict[str, tuple[str, str, str]] = {
                                               "how long calls took, waiting for an instance included"),
     "edgefn_function_in_flight": ("gauge", "function", "instances running a call now"),
     "edgefn_function_waiting": ("gauge", "function", "calls waiting for a free instance"),
-    "edgefn_function_instances": ("gauge", "function, state", "instances by state: busy or idle"),
+    "edgefn_function_instances": ("gauge", "function, state", "instances by state: starting, busy or idle"),
     "edgefn_function_cold_starts_total": ("counter", "function", "instances started for a waiting call"),
     "edgefn_function_start_failures_total": ("counter", "function", "starts that failed (load error, starttimeout)"),
     "edgefn_function_crashes_total": ("counter", "function", "instances that died on their own"),
@@ -130,6 +130,7 @@ def _function(families: dict[str, Any], stats: FunctionStats) -> None:
     families["edgefn_function_waiting"].add_metric([name], waiting)
     families["edgefn_function_instances"].add_metric([name, "busy"], busy)
     families["edgefn_function_instances"].add_metric([name, "idle"], live - busy)
+    families["edgefn_function_instances"].add_metric([name, "starting"], stats.starting())
     for family, value in (("cold_starts", stats.cold_starts), ("start_failures", stats.start_failures),
                           ("crashes", stats.crashes), ("oom_kills", stats.oom_kills),
                           ("qos0_shed", stats.dropped), ("timeouts", stats.timeouts)):

@@ -47,6 +47,7 @@ class FunctionStats:
     seconds: float = 0.0  # the sum of every call's duration
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
     gauges: Callable[[], tuple[int, int, int]] = lambda: (0, 0, 0)
+    starting: Callable[[], int] = lambda: 0  # instances being started now (read from the pool)
 
     def observe(self, seconds: float, failed: bool | str) -> None:
         """Record one finished call; ``failed`` is its errorType (or True) when it failed."""

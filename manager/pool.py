@@ -107,6 +107,7 @@ class Pool:
         self._starts = 0  # instances that came up: beyond min, each is a replacement or a cold start
         self._typical = 0.0  # moving average of a call's time once lent, seconds
         stats.gauges = self._gauges
+        stats.starting = lambda: self._starting
 
     @property
     def waiting(self) -> int:

@@ -163,6 +163,7 @@ def test_a_running_manager_serves_metrics_and_readiness_follows_its_hub(tmp_path
                        == 1, "one output counted")
             assert found[("edgefn_connection_up", (("clientid", "edgefn"),))] == 1
             assert found[("edgefn_function_instances", (("function", "echo"), ("state", "idle")))] == 1
+            assert found[("edgefn_function_instances", (("function", "echo"), ("state", "starting")))] == 0
             broker.stop()
             eventually(lambda: get(metrics_port, "/readyz")[0] == 503, "not ready with the hub down")
             assert get(metrics_port, "/healthz") == (200, "ok\n")
