@@ -22,7 +22,7 @@ stop publishes offline before DISCONNECT (which discards the will).
 How it sits on aiomqtt 2.5.1 (pinned): aiomqtt connects, drives paho's socket
 from the event loop and disconnects. aiomqtt has no manual-ack API and its
 publish waits out its timeout when the connection drops, so this module installs
-its own callbacks on aiomqtt's paho client (``Client._client``) for messages,
+its own callbacks on aiomqtt's paho client (through ``mqtt_internals``) for messages,
 PUBACK/SUBACK/UNSUBACK and CONNACK. Each connection is a fresh aiomqtt client
 with its own *generation*: an ack is only ever sent on the connection its
 message came on, and everything waiting on a connection fails with
@@ -51,6 +51,10 @@ from typing import TYPE_CHECKING, Any, Self
 import aiomqtt
 import paho.mqtt.client as paho
 from paho.mqtt.reasoncodes import ReasonCode
+
+from edgefn.manager.mqtt_internals import (
+    client_loop, complete_unknown_pubrel, fail_connecting, on_disconnected, paho_client, release_sockets,
+)
 
 from edgefn.manager.errors import EdgefnError
 
@@ -97,10 +101,10 @@ class _Link:
 
     def __init__(self, client: aiomqtt.Client, generation: int) -> None:
         self.client = client
-        self.paho: paho.Client = client._client  # noqa: SLF001 - the manual-ack route
+        self.paho: paho.Client = paho_client(client)  # the manual-ack route
         self.generation = generation
         self.waiters: dict[int, asyncio.Future[Any]] = {}
-        self.closed: asyncio.Future[BaseException | None] = client._loop.create_future()  # noqa: SLF001
+        self.closed: asyncio.Future[BaseException | None] = client_loop(client).create_future()
         self.granting = 0  # subscribe calls in flight on this link
         self.up = False  # CONNACK accepted
 
@@ -111,7 +115,7 @@ class _Link:
 
     async def wait(self, mid: int, timeout: float, what: str) -> Any:
         """Wait for the acknowledgement of packet ``mid``."""
-        fut = self.client._loop.create_future()  # noqa: SLF001
+        fut = client_loop(self.client).create_future()
         self.waiters[mid] = fut
         try:
             async with asyncio.timeout(timeout):
@@ -324,7 +328,7 @@ class Hub:
             log.exception("clientid %s: connection failed unexpectedly", self.name)
         finally:
             self._detach(link, "connection closed")
-            link.paho._reset_sockets()  # noqa: SLF001 - paho's wake-up socketpair outlives the client
+            release_sockets(link.paho)
         return link.up
 
     async def _serve(self, link: _Link) -> None:
@@ -396,7 +400,7 @@ class Hub:
         client, p = link.client, link.paho
         p.manual_ack_set(True)
         p.disable_logger()  # paho logs every packet at debug level; we log what matters
-        _complete_unknown_pubrel(p)
+        complete_unknown_pubrel(p)
         aiomqtt_on_connect = p.on_connect
 
         def on_connect(c: paho.Client, userdata: Any, flags: Any, reason: ReasonCode, props: Any = None) -> None:
@@ -410,9 +414,7 @@ class Hub:
             aiomqtt_on_disconnect(c, userdata, flags, reason, props)
             # aiomqtt ignores a close before CONNACK (a TLS client certificate
             # refused after the handshake) and waits out its timeout: fail now.
-            connecting = client._connected  # noqa: SLF001
-            if not connecting.done():
-                connecting.set_exception(aiomqtt.MqttError("the broker closed the connection before CONNACK"))
+            fail_connecting(client, aiomqtt.MqttError("the broker closed the connection before CONNACK"))
 
         p.on_connect = on_connect
         p.on_disconnect = on_disconnect
@@ -452,9 +454,7 @@ class Hub:
         """CONNACK accepted: from here on, publish and ack use this link."""
         link.up = True
         _set_nodelay(link.paho.socket())
-        link.client._disconnected.add_done_callback(  # noqa: SLF001
-            lambda fut: self._detach(link, "connection lost", fut)
-        )
+        on_disconnected(link.client, lambda fut: self._detach(link, "connection lost", fut))
         self._refused = []
         self._link = link
 
@@ -497,27 +497,6 @@ class Hub:
         c = self._config
         path = c.websocket_path if c.scheme in ("ws", "wss") else ""
         return f"{c.scheme}://{c.host}:{c.port}{path}"
-
-
-def _complete_unknown_pubrel(client: paho.Client) -> None:
-    """Answer a PUBREL for a QoS 2 message this client never saw with PUBCOMP.
-
-    With manual acks paho 2.2 sends PUBCOMP only from ``ack()``, and only for
-    messages it handed over; a PUBREL for one that died with an earlier process
-    or connection would otherwise stay pending in the broker's session forever.
-    """
-    handle = client._handle_pubrel  # noqa: SLF001 - paho's packet handler, looked up per packet
-
-    def handle_pubrel() -> paho.MQTTErrorCode:
-        packet = client._in_packet["packet"]  # noqa: SLF001 - the packet being handled
-        mid = int.from_bytes(packet[:2], "big") if len(packet) >= 2 else None
-        known = mid in client._in_messages  # noqa: SLF001
-        rc = handle()
-        if mid is not None and not known and rc == _SUCCESS:
-            return client._send_pubcomp(mid)  # noqa: SLF001
-        return rc
-
-    client._handle_pubrel = handle_pubrel  # type: ignore[method-assign]  # noqa: SLF001
 
 
 def tls_context(config: HubConfig) -> ssl.SSLContext:
