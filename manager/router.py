@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from edgefn.manager.config import RuleConfig, TopicConfig
 from edgefn.manager.hub import Delivery, Hub, HubError
-from edgefn.manager.message import Call, envelope
+from edgefn.manager.message import Call, envelope, invoke_ids
 from edgefn.manager.metrics import FunctionStats, RuleStats
 from edgefn.manager.outputs import CallOutputs
 from edgefn.manager.runners import Gone, Runner
@@ -31,6 +30,7 @@ from edgefn.runtimes.faults import Fault
 from edgefn.wire.limits import MQTT_MESSAGE_MAX
 
 log = logging.getLogger("edgefn.router")
+next_invoke_id = invoke_ids.next
 
 # QoS 0 inputs beyond this many waiting calls of one function are dropped and
 # counted (SPEC §6): memory stays bounded when a function cannot keep up.
@@ -169,7 +169,7 @@ class Router:
             payload=delivery.payload,
             timestamp=int(delivery.received),
             function=rule.function,
-            invoke_id=str(uuid.uuid4()),
+            invoke_id=next_invoke_id(),
             retain=delivery.retain,
         )
         return await self._call(route, call)

@@ -317,3 +317,15 @@ async def test_a_scheduled_rule_never_matches_a_delivery() -> None:
     router.on_message(delivery(2, topic="out"))
     await router.drain(5)
     assert runner.calls == [] and hub.acked == [1, 2]  # nothing wants them: acked, nothing published
+
+
+def test_invoke_ids_are_uuid_shaped_and_unique() -> None:
+    import re
+
+    from edgefn.manager.message import InvokeIds
+
+    ids = InvokeIds()
+    made = [ids.next() for _ in range(1000)]
+    assert len(set(made)) == 1000
+    assert all(re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}", i) for i in made)
+    assert InvokeIds().next()[:23] != ids.next()[:23]  # another manager, another prefix
