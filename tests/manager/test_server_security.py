@@ -117,7 +117,7 @@ async def edgefn_call(address: str, *args: str, env: dict[str, str] | None = Non
 
 
 async def test_edgefn_call_sends_the_token_from_the_flag_or_the_environment(address: str) -> None:
-    assert (await edgefn_call(address, "--token", TOKEN))[:2] == (0, b"5")
-    assert (await edgefn_call(address, env={"EDGEFN_TOKEN": TOKEN}))[:2] == (0, b"5")
+    assert (await edgefn_call(address, "--token", TOKEN))[:2] == (0, b"5\n")  # a result ends its line
+    assert (await edgefn_call(address, env={"EDGEFN_TOKEN": TOKEN}))[:2] == (0, b"5\n")
     code, _, stderr = await edgefn_call(address)
     assert code == 2 and "--token" in stderr and "server.token" in stderr
