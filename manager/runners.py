@@ -149,7 +149,9 @@ def _custom_launch(function: FunctionConfig) -> Launch:
     if shutil.which(executable) is None:
         raise LaunchError(f"function {function.name}: command {executable!r} is not an executable file"
                           + ("" if "/" in executable else " on PATH"))
-    return Launch(function.command, handshake=function.handshake, tcp=not function.handshake)
+    # Under the guard: a runtime that does not watch edgefn's parent pipe still never outlives us.
+    guarded = (sys.executable, "-P", "-m", "edgefn.runtimes.guard", *function.command)
+    return Launch(guarded, handshake=function.handshake, tcp=not function.handshake)
 
 
 def _serve_python(argv: list[str]) -> int:

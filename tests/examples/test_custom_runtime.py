@@ -44,3 +44,23 @@ def test_edgefn_call_runs_the_custom_runtime_locally() -> None:
     failed = edgefn_call("--data", "42")
     assert failed.returncode == 1
     assert orjson.loads(failed.stderr.strip().splitlines()[-1])["errorType"] == "ValueError"
+
+
+@pytest.mark.timeout(90)
+async def test_a_custom_runtime_does_not_outlive_a_manager_killed_with_sigkill(mosquitto: Mosquitto) -> None:
+    # runtime.py knows nothing of edgefn's parent pipe: the guard it runs under ends it.
+    import signal
+
+    from support.processes import children, wait_gone
+
+    manager = ManagerProcess(CONFIG, env={"MQTT_ADDRESS": mosquitto.address})
+    try:
+        await asyncio.to_thread(manager.wait_ready)
+        guards = children(manager.process.pid)
+        runtimes = {pid for guard in guards for pid in children(guard)}
+        assert guards and runtimes, "the warm instance runs under its guard"
+        manager.process.send_signal(signal.SIGKILL)
+        for pid in guards | runtimes:
+            await wait_gone(pid, timeout=10)
+    finally:
+        manager.kill()
