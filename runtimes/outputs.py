@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+from edgefn.runtimes.mailbox import mailbox
+
 from edgefn.wire.function_pb2 import FunctionMessage
 
 
@@ -23,11 +25,11 @@ class Outputs:
     on a worker thread), and keeps the order in which it was called.
     """
 
-    __slots__ = ("limit", "_loop", "_send")
+    __slots__ = ("limit", "_post", "_send")
 
     def __init__(self, send: Callable[[FunctionMessage], None], limit: int, loop: asyncio.AbstractEventLoop) -> None:
         self.limit = limit
-        self._loop = loop
+        self._post = mailbox(loop).post  # the path sync handlers' answers take too: one order
         self._send = send
 
     def emit(self, sequence: int, payload: bytes, topic: str = "", qos: int | None = None,
@@ -37,9 +39,9 @@ class Outputs:
             raise ValueError(f"the output is {len(payload)} bytes, above the {self.limit} byte limit")
         frame = FunctionMessage(Sequence=sequence, Output=True, Payload=payload, Topic=topic,
                                 OutputQOS=0 if qos is None else qos + 1, OutputRetain=retain)
-        # Through the loop even from the loop's own thread: a handler may publish
-        # from a thread of its own, and one path keeps one order.
-        self._loop.call_soon_threadsafe(self._send, frame)
+        # Through the loop's mailbox even from the loop's own thread: a handler may
+        # publish from a thread of its own, and one path keeps one order.
+        self._post(self._send, frame)
 
 
 def check_output(topic: object, qos: object, retain: object) -> str | None:

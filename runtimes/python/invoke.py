@@ -27,12 +27,13 @@ import threading
 from collections.abc import Callable
 
 import orjson
-
 from edgefn.runtimes import exactjson
 from edgefn.runtimes.faults import UNSERIALIZABLE_RESULT, Fault
+from edgefn.runtimes.mailbox import mailbox
 from edgefn.runtimes.outputs import Outputs, check_output
 from edgefn.runtimes.python.loader import Handler, user_stack
 from edgefn.runtimes.serving import Invoke
+
 from edgefn.wire.function_pb2 import FunctionMessage
 
 _DUMPS_OPTIONS = orjson.OPT_NON_STR_KEYS  # like json.dumps: {1: "a"} → {"1": "a"}
@@ -205,11 +206,12 @@ class _Worker:
             if future.cancelled():
                 continue  # not started yet and nobody waits for it any more
             loop = future.get_loop()
+            post = mailbox(loop).post
             try:
-                # Outputs reach the loop through call_soon_threadsafe, as the
-                # settling below does: they are queued before the answer.
+                # Outputs reach the loop through the same mailbox as the settling
+                # below: they are queued before the answer.
                 result = run(request, outputs, loop)
             except BaseException as exc:
-                loop.call_soon_threadsafe(_settle, future, None, exc)
+                post(_settle, future, None, exc)
             else:
-                loop.call_soon_threadsafe(_settle, future, result, None)
+                post(_settle, future, result, None)
