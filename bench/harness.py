@@ -105,7 +105,7 @@ def rule(source: str, function: str, target: str) -> dict:
 
 
 async def drive(port: int, source: str, target: str, count: int, *, rate: float | None = None,
-                name: str = "") -> Figures:
+                name: str = "", pad: int = 0) -> Figures:
     """Publish ``count`` QoS 1 messages to ``source`` and time their arrival on ``target``.
 
     The load generator is mosquitto's own C clients (``mosquitto_pub -l`` fed
@@ -126,7 +126,7 @@ async def drive(port: int, source: str, target: str, count: int, *, rate: float 
         await _wait_subscribed(port, target, marker, sub.stdout)
         await _wait_through(pub.stdin, marker, sub.stdout)  # the publisher is connected, the path is warm
         started = time.time()
-        writer = asyncio.create_task(_feed(pub.stdin, count, rate, started), name="bench-feed")
+        writer = asyncio.create_task(_feed(pub.stdin, count, rate, started, pad), name="bench-feed")
         async with asyncio.timeout(max(60.0, count / 200)):
             while len(latencies) < count:
                 line = await sub.stdout.readline()
@@ -175,13 +175,15 @@ async def _wait_through(stdin: asyncio.StreamWriter, marker: str, stdout: asynci
             pass
 
 
-async def _feed(stdin: asyncio.StreamWriter, count: int, rate: float | None, started: float) -> None:
+async def _feed(stdin: asyncio.StreamWriter, count: int, rate: float | None, started: float, pad: int = 0) -> None:
+    filler = "x" * pad  # makes each message about ``pad`` bytes larger
     for number in range(count):
         if rate:
             delay = started + number / rate - time.time()
             if delay > 0:
                 await asyncio.sleep(delay)
-        stdin.write(orjson.dumps({"n": number, "t": time.time()}) + b"\n")
+        message = {"n": number, "t": time.time(), "pad": filler} if pad else {"n": number, "t": time.time()}
+        stdin.write(orjson.dumps(message) + b"\n")
         await stdin.drain()
     stdin.close()
 

@@ -1,13 +1,17 @@
 """Throughput: N QoS 1 messages through a bare aiomqtt forwarder and through edgefn.
 
 Usage: python bench/throughput.py [--messages N] [--only python,node,sql] [--profile DIR]
+                                  [--payload BYTES] [--max N] [--rules N]
 
 Everything runs on one mosquitto in one run, on this machine's shared cores
 (broker, load generator and system under test are not pinned). Prints msg/s,
 p50/p99 latency, each edgefn path's ratio against the forwarder, and the CPU
 milliseconds each process spent per message (manager, each runtime, broker;
 the forwarder's own process for the baseline). ``--profile DIR`` also records
-py-spy flame graphs of the manager and of one runtime into DIR.
+py-spy flame graphs of the manager and of one runtime into DIR. ``--payload``
+pads each message to about that many bytes, ``--max`` sets the functions'
+``instance.max`` (min as well: all warm), ``--rules`` adds rules that share the
+function but get no traffic (what the rule count costs).
 """
 
 from __future__ import annotations
@@ -27,39 +31,45 @@ from harness import BENCH, Figures, broker, drive, edgefn, forwarder, ratio, rul
 IDENTITY_SQL = "select qos() as qos, topic() as topic, * where n >= 0"
 
 
-def functions(which: list[str]) -> list[dict]:
+def functions(which: list[str], instances: int = 2) -> list[dict]:
+    pool = {"min": instances, "max": instances, "message": {"length": {"max": "4m"}}}
     table = {
         "python": {"name": "identity-python", "runtime": "python", "handler": "index.handler",
-                   "codedir": str(BENCH / "functions" / "identity"), "instance": {"min": 2, "max": 2}},
+                   "codedir": str(BENCH / "functions" / "identity"), "instance": pool},
         "node": {"name": "identity-node", "runtime": "node", "handler": "index.handler",
-                 "codedir": str(BENCH / "functions" / "identity-js"), "instance": {"min": 2, "max": 2}},
-        "sql": {"name": "identity-sql", "runtime": "sql", "handler": IDENTITY_SQL},
+                 "codedir": str(BENCH / "functions" / "identity-js"), "instance": pool},
+        "sql": {"name": "identity-sql", "runtime": "sql", "handler": IDENTITY_SQL,
+                "instance": {"message": {"length": {"max": "4m"}}}},
     }
     return [table[name] for name in which]
 
 
-async def main(count: int, which: list[str], profiles: Path | None, kind: str = "svg") -> None:
+async def main(count: int, which: list[str], profiles: Path | None, kind: str = "svg", *,
+               pad: int = 0, instances: int = 2, extra_rules: int = 0) -> None:
     prefix = f"bench/{uuid.uuid4().hex[:6]}"
     results: list[tuple[Figures, dict[str, float]]] = []
     with broker() as mosquitto, tempfile.TemporaryDirectory() as folder:
         port = mosquitto.port
         with forwarder(port, f"{prefix}/fwd/in", f"{prefix}/fwd/out") as process:
-            await drive(port, f"{prefix}/fwd/in", f"{prefix}/fwd/out", min(count, 2000), name="warm-up")
+            await drive(port, f"{prefix}/fwd/in", f"{prefix}/fwd/out", min(count, 2000), name="warm-up", pad=pad)
             meter = CpuMeter({"forwarder": process.pid, "broker": mosquitto.process.pid})
             meter.start()
-            baseline = await drive(port, f"{prefix}/fwd/in", f"{prefix}/fwd/out", count, name="forwarder (aiomqtt)")
+            baseline = await drive(port, f"{prefix}/fwd/in", f"{prefix}/fwd/out", count, name="forwarder (aiomqtt)",
+                                   pad=pad)
             results.append((baseline, meter.per_message(baseline.messages)))
-        for spec in functions(which):
+        for spec in functions(which, instances):
             name = spec["name"]
             source, target = f"{prefix}/{name}/in", f"{prefix}/{name}/out"
-            with edgefn(port, [rule(source, name, target)], [spec], Path(folder)) as process:
-                await drive(port, source, target, min(count, 2000), name="warm-up")
+            idle = [rule(f"{prefix}/{name}/idle/{i}", name, f"{prefix}/{name}/idle-out") for i in range(extra_rules)]
+            with edgefn(port, [rule(source, name, target), *idle], [spec], Path(folder)) as process:
+                await drive(port, source, target, min(count, 2000), name="warm-up", pad=pad)
                 meter = CpuMeter.for_edgefn(process.pid, mosquitto.process.pid)
                 meter.start()
                 with _profiled(profiles, spec["runtime"], meter, count, kind):
-                    figures = await drive(port, source, target, count, name=f"edgefn {spec['runtime']}")
+                    figures = await drive(port, source, target, count, name=f"edgefn {spec['runtime']}", pad=pad)
                 results.append((figures, meter.per_message(figures.messages)))  # before the processes stop
-    print(f"\nthroughput, {count} QoS 1 messages, one mosquitto, shared cores (nothing pinned)")
+    print(f"\nthroughput, {count} QoS 1 messages (+{pad} bytes each), instance.max {instances}, "
+          f"{1 + extra_rules} rules, one mosquitto, shared cores (nothing pinned)")
     for figures, cpu in results:
         print(f"  {figures.line()}   ratio {ratio(figures, baseline)}")
         print(f"      {cpu_line(cpu)}; system under test {sum(v for k, v in cpu.items() if k != 'broker'):.3f}")
@@ -89,6 +99,9 @@ if __name__ == "__main__":
     parser.add_argument("--profile", type=Path, metavar="DIR", help="write py-spy flame graphs into DIR")
     parser.add_argument("--profile-format", choices=("svg", "txt"), default="svg",
                         help="svg: flame graphs; txt: collapsed stacks (one line per stack, with its sample count)")
+    parser.add_argument("--payload", type=int, default=0, metavar="BYTES", help="pad each message by this much")
+    parser.add_argument("--max", type=int, default=2, metavar="N", help="instance.min and max of the functions")
+    parser.add_argument("--rules", type=int, default=1, metavar="N", help="rules in the config (1 gets traffic)")
     args = parser.parse_args()
     asyncio.run(main(args.messages, [name for name in args.only.split(",") if name], args.profile,
-                     args.profile_format))
+                     args.profile_format, pad=args.payload, instances=args.max, extra_rules=max(0, args.rules - 1)))
