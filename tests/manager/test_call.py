@@ -13,12 +13,12 @@ from pathlib import Path
 import orjson
 import pytest
 import yaml
-
 from edgefn.manager.config import FunctionConfig, ServerConfig
 from edgefn.manager.metrics import Metrics
 from edgefn.manager.pool import Pool
 from edgefn.manager.runners import Runner
 from edgefn.manager.server import FunctionServer
+from support.processes import python_runtime
 
 FUNCTIONS = Path(__file__).resolve().parent.parent / "functions"
 CODEDIR = FUNCTIONS / "grpc_calls"
@@ -134,19 +134,8 @@ async def test_usage_errors_exit_2(tmp_path: Path) -> None:
 
 async def test_a_runtimes_own_address_works_and_its_fault_becomes_an_envelope(socket_dir: Path) -> None:
     where = f"unix://{socket_dir}/runtime.sock"
-    runtime = await asyncio.create_subprocess_exec(
-        sys.executable, "-P", "-m", "edgefn.runtimes.python", "--address", where, "--name", "fails",
-        "--handler", "index.fails", "--codedir", str(CODEDIR),
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-    )
-    try:
-        assert runtime.stdout is not None
-        async with asyncio.timeout(20):
-            assert orjson.loads(await runtime.stdout.readline())["ready"] is True
+    async with python_runtime(where, "fails", "index.fails", CODEDIR):
         done = await edgefn_call("fails", "--data", '"x"', "--address", where)
-    finally:
-        runtime.terminate()
-        await runtime.wait()
     assert done.code == 1
     assert done.envelope["errorType"] == "ValueError"
     assert done.envelope["functionMessage"]["FunctionName"] == "fails"

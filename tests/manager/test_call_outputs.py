@@ -11,12 +11,12 @@ from pathlib import Path
 import orjson
 import pytest
 import yaml
-
 from edgefn.manager.config import FunctionConfig, InstanceConfig, ServerConfig
 from edgefn.manager.metrics import Metrics
 from edgefn.manager.pool import Pool
 from edgefn.manager.runners import Runner
 from edgefn.manager.server import FunctionServer
+from support.processes import python_runtime
 
 CODEDIR = Path(__file__).resolve().parent.parent / "functions" / "outputs"
 
@@ -83,19 +83,8 @@ async def test_remote_failure_after_outputs_prints_them_then_the_envelope_with_e
 
 async def test_a_runtimes_own_address_has_no_callstream_and_gives_the_result_alone(socket_dir: Path) -> None:
     where = f"unix://{socket_dir}/runtime.sock"
-    runtime = await asyncio.create_subprocess_exec(
-        sys.executable, "-P", "-m", "edgefn.runtimes.python", "--address", where, "--name", "publishes",
-        "--handler", "index.publishes", "--codedir", str(CODEDIR),
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-    )
-    try:
-        assert runtime.stdout is not None
-        async with asyncio.timeout(20):
-            assert orjson.loads(await runtime.stdout.readline())["ready"] is True
+    async with python_runtime(where, "publishes", "index.publishes", CODEDIR):
         code, lines, stderr = await edgefn_call("publishes", "--address", where)
-    finally:
-        runtime.terminate()
-        await runtime.wait()
     assert code == 0, stderr
     assert [line for _, line in lines] == [b'{"done":"","dict":true}\n']  # the result too ends its line
 

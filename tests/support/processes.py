@@ -1,9 +1,16 @@
-"""Looking at real processes from a test: children, liveness, waiting for an exit."""
+"""Real processes in a test: children, liveness, waiting for an exit, a standalone runtime."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import orjson
 
 
 def _stat(pid: int | str) -> list[str] | None:
@@ -45,3 +52,21 @@ async def wait_gone(pid: int, timeout: float = 15.0) -> None:
     finally:
         loop.remove_reader(fd)
         os.close(fd)
+
+
+@contextlib.asynccontextmanager
+async def python_runtime(address: str, name: str, handler: str, codedir: Path) -> AsyncIterator[None]:
+    """``edgefn runtime python`` serving one function on ``address``, ready; terminated afterwards."""
+    runtime = await asyncio.create_subprocess_exec(
+        sys.executable, "-P", "-m", "edgefn.runtimes.python", "--address", address, "--name", name,
+        "--handler", handler, "--codedir", str(codedir),
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+    )
+    try:
+        assert runtime.stdout is not None
+        async with asyncio.timeout(20):
+            assert orjson.loads(await runtime.stdout.readline())["ready"] is True
+        yield
+    finally:
+        runtime.terminate()
+        await runtime.wait()
