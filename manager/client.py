@@ -44,6 +44,8 @@ STREAM_LOSS_GRACE = 2.0
 # Readiness probes of a runtime without a handshake: first delay, doubling up to the last.
 PROBE_FIRST = 0.01
 PROBE_MAX = 0.5
+# Weight of the latest call in ``FunctionClient.pace``.
+PACE_WEIGHT = 0.1
 
 
 
@@ -65,11 +67,12 @@ class _Pending:
     """A call in flight: the caller's future, the call, its timeout, when it started running
     (loop time; 0.0 while it waits in a sequential runtime's queue), and its outputs' sink."""
 
-    __slots__ = ("future", "call", "timeout", "started", "outputs")
+    __slots__ = ("future", "call", "timeout", "started", "outputs", "queued")
 
     def __init__(self, future: asyncio.Future[bytes], call: Call, timeout: float, started: float,
                  outputs: OutputSink | None) -> None:
         self.future, self.call, self.timeout, self.started, self.outputs = future, call, timeout, started, outputs
+        self.queued = not started  # it waited in the runtime behind another call
 
 
 class FunctionClient:
@@ -101,6 +104,9 @@ class FunctionClient:
         # The runtime runs one call at a time, in order (sync handlers): only the oldest
         # call in flight is running, and its timeout counts from when the one before ended.
         self.sequential = False
+        # Seconds per call of a sequential runtime while it has calls queued: from
+        # the answer before a call to the call's answer, a moving average.
+        self.pace = 0.0
         self._address = address
         self._exit = exit
         self._exit_fault = exit_fault
@@ -239,14 +245,20 @@ class FunctionClient:
             # The entry stays: its slot is free only once the process is gone.
             self._on_fault(Fault(faults.INSTANCE_CRASHED, f"{self.name} was killed: a call on it timed out"))
 
-    def _start_next(self) -> None:
-        """A sequential runtime answered: its next queued call starts running now."""
+    def _paced(self, answered: _Pending) -> None:
+        """A sequential runtime answered a call: note its pace, start the next queued call."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if answered.queued:
+            # Only a call that waited in the runtime measures its pace: one sent to an
+            # idle runtime measures the round trip (and a shallow queue would make it
+            # look slow, keep the queue shallow, and starve it).
+            self.pace += (now - answered.started - self.pace) * PACE_WEIGHT
         for entry in self._pending.values():
             if not entry.started:
-                loop = asyncio.get_running_loop()
-                entry.started = loop.time()
+                entry.started = now
                 if self._watchdog is None:
-                    self._watchdog = loop.call_at(entry.started + entry.timeout, self._check_deadlines)
+                    self._watchdog = loop.call_at(now + entry.timeout, self._check_deadlines)
             return
 
     async def _requests(self) -> AsyncIterator[function_pb2.FunctionMessage]:
@@ -274,8 +286,8 @@ class FunctionClient:
                     entry = pending.pop(reply.Sequence, None)
                     if entry is None:
                         continue
-                    if self.sequential and pending:
-                        self._start_next()
+                    if self.sequential:
+                        self._paced(entry)
                     future = entry.future
                     if not future.done():  # done: its caller gave up (cancelled)
                         if reply.Code:

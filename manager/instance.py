@@ -92,6 +92,11 @@ class Instance:
         return self._client.last_used
 
     @property
+    def pace(self) -> float:
+        """Seconds per call of a sequential runtime under load, a moving average."""
+        return self._client.pace
+
+    @property
     def pipelines(self) -> bool:
         """True when calls beyond ``concurrency`` may queue in the runtime: a Talk
         runtime that runs its handler's calls one at a time, and has answered."""

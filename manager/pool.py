@@ -47,11 +47,16 @@ STABLE_AFTER = 5.0
 # Resident memory is sampled this often when a function sets instance.memory.
 MEMORY_CHECK_INTERVAL = 0.1
 # When every instance is busy and no more may start, a runtime that runs its
-# calls one at a time may take this many more, queued in the runtime: one call
-# at a time is a rule about the handler's execution, not about the wire. The
-# runtime then never idles waiting for the manager's next call, and queued
-# calls share Talk frames. The timeout counts from the hand-over.
-PIPELINE = 4
+# calls one at a time may take more, queued in the runtime: one call at a time
+# is a rule about the handler's execution, not about the wire. The runtime then
+# never idles waiting for the manager's next call, and queued calls share Talk
+# frames (one frame of 64 calls costs both sides little more than a frame of
+# one: that is most of the throughput). How many: as many as the instance runs
+# in PIPELINE_WAIT at its measured pace (see ``_depth``), at most
+# PIPELINE_MAX, so a call queued in a runtime waits about as long as it would in
+# the pool. A queued call's timeout counts from when the call before it ended.
+PIPELINE_MAX = 64
+PIPELINE_WAIT = 0.025  # seconds
 # ... but only on an instance that answered within this many seconds,
 PIPELINE_STALE = 0.25
 # ... and only while calls take less than this once lent (a moving average): a
@@ -63,6 +68,28 @@ NOT_STARTED_MAX = 10
 # Socket names are short and unique across every pool of the manager (a hot
 # reload runs two pools of one function side by side).
 _SOCKET_NUMBERS = itertools.count(1)
+
+
+class _Lender:
+    """A caller waiting in line to lend an instance."""
+
+    __slots__ = ("_waiter",)
+
+    def __init__(self) -> None:
+        self._waiter: asyncio.Future[None] | None = None
+
+    async def wait(self) -> None:
+        """Wait for :meth:`wake` (one at a time)."""
+        self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
+
+    def wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
 
 class Pool:
@@ -90,10 +117,9 @@ class Pool:
         self._timeout = function.instance.timeout
         self._instances: list[Instance] = []
         self._starting = 0
-        self._lenders: collections.deque[object] = collections.deque()  # callers waiting to lend, in order
-        self._slots = asyncio.Semaphore(self._limits.max * (self._limits.concurrency + PIPELINE))
+        self._lenders: collections.deque[_Lender] = collections.deque()  # callers waiting to lend, in order
+        self._slots = asyncio.Semaphore(self._limits.max * (self._limits.concurrency + PIPELINE_MAX))
         self._waiting = 0
-        self._wakeup: asyncio.Future[None] | None = None  # lenders waiting for an instance
         self._membership = asyncio.Event()  # an instance left, or a start failed
         self._numbers = itertools.count(1)
         self._load_fault: Fault | None = None
@@ -214,23 +240,35 @@ class Pool:
         self.stats.observe(done - started, False)
         return result
 
-    def _pick(self, extra: int = 0) -> Instance | None:
+    def _pick(self, pipelined: bool = False) -> Instance | None:
         # The least busy ready instance; among equals the most recently used, so
-        # that spare instances stay idle long enough to be evicted. ``extra``
+        # that spare instances stay idle long enough to be evicted. ``pipelined``
         # lets Talk instances take calls beyond their concurrency, queued in
-        # the runtime (see PIPELINE).
+        # the runtime (see PIPELINE_MAX).
         best: Instance | None = None
-        best_load = limit = self._concurrency + extra
-        fresh = time.monotonic() - PIPELINE_STALE if extra else 0.0
+        best_load = 0
+        fresh = time.monotonic() - PIPELINE_STALE if pipelined else 0.0
         for instance in self._instances:
-            load = instance.in_flight
-            if load >= limit or not instance.ready:
+            if self._room_on(instance, pipelined, fresh) <= 0:
                 continue
-            if extra and (not instance.pipelines or instance.last_used < fresh):
-                continue  # never queue behind a call that may be hung
+            load = instance.in_flight
             if best is None or load < best_load or (load == best_load and instance.last_used > best.last_used):
                 best, best_load = instance, load
         return best
+
+    def _room_on(self, instance: Instance, pipelined: bool, fresh: float) -> int:
+        """How many more calls ``instance`` takes now (``fresh``: answered since, to pipeline)."""
+        if not instance.ready:
+            return 0
+        limit = self._concurrency
+        # Never queue behind a call that may be hung.
+        if pipelined and instance.pipelines and instance.last_used >= fresh:
+            limit += _depth(instance)
+        return limit - instance.in_flight
+
+    def _pipelining(self) -> bool:
+        """Whether calls may queue in runtimes now: every instance is busy, calls are short."""
+        return not self._starting and self._typical < PIPELINE_SHORT
 
     async def _lend(self) -> Instance:
         """An instance with a free slot: a ready one, else a new one, else wait.
@@ -238,7 +276,7 @@ class Pool:
         Lenders take instances in arrival order (any of them may start a new
         one meanwhile), so a function with one instance keeps its input order.
         """
-        ticket, line = object(), self._lenders
+        ticket, line = _Lender(), self._lenders
         line.append(ticket)
         try:
             while True:
@@ -259,13 +297,14 @@ class Pool:
                 fault = self._load_fault
                 if fault is not None and not self._instances and not self._starting:
                     raise _copy(fault)  # cannot load, backing off: fail at once, don't wait
-                if (first and not self._starting and self._typical < PIPELINE_SHORT
-                        and (instance := self._pick(PIPELINE)) is not None):
+                if first and self._pipelining() and (instance := self._pick(pipelined=True)) is not None:
                     return instance  # at max, all busy, calls short: queue in a runtime rather than here
-                await self._wait()
+                await ticket.wait()
         finally:
+            head = line[0] is ticket
             line.remove(ticket)
-            self._wake()  # the next in line may go now
+            if head:
+                self._freed()  # the next in line may go now
 
     def _may_start(self) -> bool:
         if len(self._instances) + self._starting >= self._limits.max:
@@ -275,18 +314,23 @@ class Pool:
         # Loading failed: one probe at a time, after the backoff.
         return not self._starting and time.monotonic() >= self._retry_at
 
-    async def _wait(self) -> None:
-        if self._wakeup is None:
-            self._wakeup = asyncio.get_running_loop().create_future()
-        await asyncio.shield(self._wakeup)
-
     def _wake(self) -> None:
-        """Let lenders look again: a slot freed, an instance came or went, a start failed."""
-        wakeup = self._wakeup
-        if wakeup is not None:
-            self._wakeup = None
-            if not wakeup.done():
-                wakeup.set_result(None)
+        """Let every lender look again: an instance came or went, a start failed, a stop."""
+        for lender in self._lenders:
+            lender.wake()
+
+    def _freed(self) -> None:
+        """Slots freed: wake as many lenders, first in line first (each takes its instance and
+        leaves, so the next woken is first by then). Waking every lender instead would cost a
+        task step per waiting caller per answer; waking one, a loop iteration per lend."""
+        lenders = self._lenders
+        if not lenders:
+            return
+        pipelined = self._pipelining()
+        fresh = time.monotonic() - PIPELINE_STALE
+        room = sum(max(0, self._room_on(instance, pipelined, fresh)) for instance in self._instances)
+        for lender in itertools.islice(lenders, max(1, room)):
+            lender.wake()
 
     # -- instances -------------------------------------------------------------
 
@@ -344,7 +388,7 @@ class Pool:
             address=address,
             message_max=self.message_max,
             on_exit=self._exited,
-            on_free=self._wake,
+            on_free=self._freed,
             handshake=launch.handshake,
             identity=identity,
         )
@@ -484,3 +528,11 @@ def _too_large(what: str, size: int, limit: int) -> Fault:
 def _copy(fault: Fault) -> Fault:
     """A fresh exception per caller (a raised exception carries its own traceback)."""
     return Fault(fault.error_type, fault.message, fault.stack, fault.code)
+
+
+def _depth(instance: Instance) -> int:
+    """How many calls may queue in ``instance``'s runtime: what it runs in PIPELINE_WAIT."""
+    pace = instance.pace
+    if pace <= PIPELINE_WAIT / PIPELINE_MAX:
+        return PIPELINE_MAX
+    return max(1, int(PIPELINE_WAIT / pace))

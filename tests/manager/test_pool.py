@@ -25,7 +25,7 @@ from edgefn.manager.config import FrozenEnv, FunctionConfig, InstanceConfig
 from edgefn.manager.instance import Instance
 from edgefn.manager.message import Call, envelope
 from edgefn.manager.metrics import Metrics
-from edgefn.manager.pool import PIPELINE, Pool
+from edgefn.manager.pool import PIPELINE_MAX, Pool
 from edgefn.runtimes import faults
 from edgefn.runtimes.faults import Fault
 from support.manager import FUNCTIONS
@@ -139,9 +139,31 @@ async def test_instances_start_on_demand_up_to_max_under_concurrent_load(tmp_pat
         served_by = {orjson.loads(result)["pid"] for result in results}
         assert len(served_by) == 3 and len(pool.instances) == 3
         assert pool.stats.cold_starts == 3
-        # Once all three run, later calls may queue in a runtime (PIPELINE), never more.
-        assert busiest <= 1 + PIPELINE, "concurrency 1: at most PIPELINE more queued on one instance"
+        # Once all three run, later calls may queue in a runtime (PIPELINE_MAX), never more.
+        assert busiest <= 1 + PIPELINE_MAX, "concurrency 1: at most PIPELINE_MAX more queued on one instance"
         assert pool.stats.snapshot()["calls"] == 9
+
+
+async def test_a_burst_of_short_calls_queues_deep_in_one_runtime_and_keeps_its_order(tmp_path: Path) -> None:
+    # One instance, 300 short calls at once: once it has answered, calls queue in its
+    # runtime (and share Talk frames) far beyond the first few, never beyond
+    # PIPELINE_MAX, and a single sequential instance still answers in input order.
+    fn = function("pid", min=1, max=1)
+    async with running(fn, tmp_path) as pool:
+        await pool.call(message(fn, -1))  # answered once: it may pipeline from now on
+        busiest = 0
+
+        async def watch() -> None:
+            nonlocal busiest
+            while True:
+                busiest = max(busiest, pool.instances[0].in_flight)
+                await asyncio.sleep(0)
+
+        watcher = asyncio.create_task(watch())
+        results = await asyncio.gather(*(pool.call(message(fn, n)) for n in range(300)))
+        watcher.cancel()
+        assert [orjson.loads(result)["event"] for result in results] == list(range(300))
+        assert 8 < busiest <= 1 + PIPELINE_MAX, f"{busiest} calls were in flight on the instance at most"
 
 
 async def test_calls_beyond_max_times_concurrency_wait_and_are_counted(tmp_path: Path) -> None:
