@@ -52,11 +52,11 @@ import aiomqtt
 import paho.mqtt.client as paho
 from paho.mqtt.reasoncodes import ReasonCode
 
+from edgefn.manager.link import HubDisconnected, HubError, Link
 from edgefn.manager.mqtt_internals import (
-    client_loop, complete_unknown_pubrel, fail_connecting, on_disconnected, paho_client, release_sockets,
+    complete_unknown_pubrel, fail_connecting, lean_message_info, on_disconnected, release_sockets,
 )
 
-from edgefn.manager.errors import EdgefnError
 
 if TYPE_CHECKING:
     from edgefn.manager.config import HubConfig
@@ -71,14 +71,6 @@ _SUCCESS = paho.MQTT_ERR_SUCCESS
 _TRANSPORTS = {"tcp": "tcp", "ssl": "tcp", "ws": "websockets", "wss": "websockets"}
 
 
-class HubError(EdgefnError):
-    """A hub operation failed."""
-
-
-class HubDisconnected(HubError):
-    """The connection was down, or went down before the operation completed."""
-
-
 @dataclass(frozen=True, slots=True)
 class Delivery:
     """An incoming message, tagged with the connection (generation) it came on."""
@@ -90,47 +82,6 @@ class Delivery:
     mid: int
     generation: int
     received: float  # time.time() at receipt
-
-
-class _Link:
-    """One connection: a fresh aiomqtt client plus what waits on it.
-
-    ``waiters`` maps paho's packet ids (shared by PUBLISH, SUBSCRIBE and
-    UNSUBSCRIBE) to the future resolved by the matching acknowledgement.
-    """
-
-    def __init__(self, client: aiomqtt.Client, generation: int) -> None:
-        self.client = client
-        self.paho: paho.Client = paho_client(client)  # the manual-ack route
-        self.generation = generation
-        self.waiters: dict[int, asyncio.Future[Any]] = {}
-        self.closed: asyncio.Future[BaseException | None] = client_loop(client).create_future()
-        self.granting = 0  # subscribe calls in flight on this link
-        self.up = False  # CONNACK accepted
-
-    def resolve(self, mid: int, result: Any) -> None:
-        fut = self.waiters.pop(mid, None)
-        if fut is not None and not fut.done():
-            fut.set_result(result)
-
-    async def wait(self, mid: int, timeout: float, what: str) -> Any:
-        """Wait for the acknowledgement of packet ``mid``."""
-        fut = client_loop(self.client).create_future()
-        self.waiters[mid] = fut
-        try:
-            async with asyncio.timeout(timeout):
-                return await fut
-        except TimeoutError:
-            raise HubError(f"no acknowledgement of {what} within {timeout}s") from None
-        finally:
-            if self.waiters.get(mid) is fut:
-                del self.waiters[mid]
-
-    def fail(self, reason: str) -> None:
-        waiters, self.waiters = self.waiters, {}
-        for fut in waiters.values():
-            if not fut.done():
-                fut.set_exception(HubDisconnected(reason))
 
 
 class Hub:
@@ -162,7 +113,7 @@ class Hub:
         self._on_message = on_message
         self._subscriptions: dict[str, int] = {}
         self._refused: list[str] = []
-        self._link: _Link | None = None
+        self._link: Link | None = None
         self._generation = 0
         self._delivering = True
         self._ready = asyncio.Event()
@@ -182,6 +133,7 @@ class Hub:
         return self._generation
 
     async def __aenter__(self) -> Self:
+        lean_message_info()
         if self._config.scheme in ("ssl", "wss"):
             self._tls = await asyncio.to_thread(tls_context, self._config)
         self._stop = asyncio.get_running_loop().create_future()
@@ -239,7 +191,7 @@ class Hub:
         if rc != _SUCCESS or mid is None:
             return  # lost: the next connection will not resubscribe it
         try:
-            await link.wait(mid, OPERATION_TIMEOUT, f"unsubscribe from {topic!r}")
+            await link.wait(mid, OPERATION_TIMEOUT, "unsubscribe from", topic)
         except HubDisconnected:
             pass
 
@@ -275,7 +227,7 @@ class Hub:
             if info.rc == paho.MQTT_ERR_NO_CONN:
                 raise HubDisconnected(f"clientid {self.name}: not connected")
             raise HubError(f"clientid {self.name}: cannot publish to {topic!r}: {paho.error_string(info.rc)}")
-        await link.wait(info.mid, timeout, f"publish to {topic!r}")
+        await link.wait(info.mid, timeout, "publish to", topic)
 
     def ack(self, delivery: Delivery) -> None:
         """Acknowledge a delivery: PUBACK for QoS 1, PUBCOMP for QoS 2 (a no-op for QoS 0).
@@ -315,7 +267,7 @@ class Hub:
     async def _connect_once(self) -> bool:
         """One connection, from connect to loss or stop; True if it came up."""
         self._generation += 1
-        link = _Link(self._new_client(), self._generation)
+        link = Link(self._new_client(), self._generation)
         self._install_callbacks(link)
         try:
             async with link.client:
@@ -331,7 +283,7 @@ class Hub:
             release_sockets(link.paho)
         return link.up
 
-    async def _serve(self, link: _Link) -> None:
+    async def _serve(self, link: Link) -> None:
         assert self._stop is not None
         self.last_error = None
         self.reconnects += self._was_up
@@ -351,7 +303,7 @@ class Hub:
         elif self._link is link:
             await self._announce(link, online=False)
 
-    async def _announce(self, link: _Link, online: bool) -> None:
+    async def _announce(self, link: Link, online: bool) -> None:
         """Publish the presence message (``hub.status``) on ``link``, if presence is on."""
         status = self._config.status
         if status is None:
@@ -360,12 +312,12 @@ class Hub:
         try:
             info = link.paho.publish(self._status_topic, payload, status.qos, status.retain)
             if info.rc == _SUCCESS:
-                await link.wait(info.mid, OPERATION_TIMEOUT, f"publish to {self._status_topic!r}")
+                await link.wait(info.mid, OPERATION_TIMEOUT, "publish to", self._status_topic)
         except HubError as exc:
             log.warning("clientid %s: could not publish its %s status: %s",
                         self.name, "online" if online else "offline", exc)
 
-    async def _grant(self, link: _Link, pairs: list[tuple[str, int]]) -> list[str]:
+    async def _grant(self, link: Link, pairs: list[tuple[str, int]]) -> list[str]:
         """Subscribe on ``link``; return the refused topics (none if the link drops)."""
         self._ready.clear()
         link.granting += 1
@@ -377,7 +329,7 @@ class Hub:
             if rc != _SUCCESS or mid is None:
                 return []
             try:
-                codes: list[ReasonCode] = await link.wait(mid, OPERATION_TIMEOUT, f"subscribe to {pairs}")
+                codes: list[ReasonCode] = await link.wait(mid, OPERATION_TIMEOUT, "subscribe to", pairs)
             except HubDisconnected:
                 return []  # resubscribed on the next connection
             refused = [topic for (topic, _), code in zip(pairs, codes) if code.is_failure]
@@ -390,13 +342,13 @@ class Hub:
             link.granting -= 1
             self._update_ready(link)
 
-    def _update_ready(self, link: _Link) -> None:
+    def _update_ready(self, link: Link) -> None:
         if link is self._link and link.granting == 0:
             self._ready.set()
 
     # -- paho callbacks (called on the event loop, inside paho's socket handling) --
 
-    def _install_callbacks(self, link: _Link) -> None:
+    def _install_callbacks(self, link: Link) -> None:
         client, p = link.client, link.paho
         p.manual_ack_set(True)
         p.disable_logger()  # paho logs every packet at debug level; we log what matters
@@ -425,7 +377,7 @@ class Hub:
         # Not used (we bypass aiomqtt's publish), but it would warn per call.
         client.pending_calls_threshold = 1 << 30
 
-    def _message_callback(self, link: _Link) -> Callable[[paho.Client, Any, paho.MQTTMessage], None]:
+    def _message_callback(self, link: Link) -> Callable[[paho.Client, Any, paho.MQTTMessage], None]:
         # The hot path: one Delivery per message, no logging, locals bound once.
         deliver = self._on_message
         generation = link.generation
@@ -450,7 +402,7 @@ class Hub:
 
         return on_message
 
-    def _attach(self, link: _Link) -> None:
+    def _attach(self, link: Link) -> None:
         """CONNACK accepted: from here on, publish and ack use this link."""
         link.up = True
         _set_nodelay(link.paho.socket())
@@ -458,7 +410,7 @@ class Hub:
         self._refused = []
         self._link = link
 
-    def _detach(self, link: _Link, reason: str, lost: asyncio.Future[None] | None = None) -> None:
+    def _detach(self, link: Link, reason: str, lost: asyncio.Future[None] | None = None) -> None:
         if self._link is link:
             self._link = None
             self._ready.clear()

@@ -10,6 +10,7 @@ upgrade removes one of them.
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable
 
 import aiomqtt
@@ -62,3 +63,59 @@ def complete_unknown_pubrel(client: paho.Client) -> None:
         return rc
 
     client._handle_pubrel = handle_pubrel  # type: ignore[method-assign]  # noqa: SLF001
+
+
+class _NoWaiter:
+    """The condition of a message nobody waits for: ``with`` and ``notify`` do nothing."""
+
+    def __enter__(self) -> bool:
+        return True
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def notify(self, n: int = 1) -> None:
+        return None
+
+
+_NO_WAITER = _NoWaiter()
+_FIRST_WAIT = threading.Lock()
+
+
+class _LeanMessageInfo(paho.MQTTMessageInfo):
+    """paho's ``MQTTMessageInfo`` without a ``threading.Condition`` per message.
+
+    paho makes one for every message in and out, for ``wait_for_publish``
+    from another thread, which the hub never calls: building it was about a
+    sixth of the manager's CPU per message. A real one is made on the first wait.
+    """
+
+    __slots__ = ()
+
+    def __init__(self, mid: int) -> None:
+        self.mid = mid
+        self._published = False
+        self._condition = _NO_WAITER  # type: ignore[assignment]
+        self.rc = paho.MQTT_ERR_SUCCESS
+        self._iterpos = 0
+
+    def _set_as_published(self) -> None:
+        # Published first, then the condition read once: a waiter that made its
+        # condition after this read checks _published before it waits.
+        self._published = True
+        condition = self._condition
+        if condition is not _NO_WAITER:
+            with condition:
+                condition.notify()
+
+    def wait_for_publish(self, timeout: float | None = None) -> None:
+        with _FIRST_WAIT:
+            if self._condition is _NO_WAITER:
+                self._condition = threading.Condition()
+        super().wait_for_publish(timeout)
+
+
+def lean_message_info() -> None:
+    """Make paho build :class:`_LeanMessageInfo` for every message (it looks the class up
+    by name at each ``MQTTMessage`` and ``publish``). Idempotent; the manager's process only."""
+    paho.MQTTMessageInfo = _LeanMessageInfo  # type: ignore[misc]

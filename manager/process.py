@@ -87,8 +87,8 @@ class _Protocol(asyncio.subprocess.SubprocessStreamProtocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
-        assert isinstance(transport, asyncio.SubprocessTransport)
-        self._process = transport
+        # uvloop's process transport has the methods, not the asyncio base class.
+        self._process = transport  # type: ignore[assignment]
 
     def process_exited(self) -> None:
         super().process_exited()

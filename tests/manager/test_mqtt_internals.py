@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import threading
 from importlib.metadata import version
 
 import aiomqtt
@@ -56,3 +57,30 @@ def test_with_manual_acks_an_unknown_pubrel_is_completed_by_the_adapter() -> Non
     p._in_packet["packet"] = (7).to_bytes(2, "big")  # noqa: SLF001 - a PUBREL for mid 7, never seen
     p._handle_pubrel()  # noqa: SLF001
     assert sent == [7]
+
+
+def test_lean_message_infos_are_what_paho_builds_and_still_report_publishing() -> None:
+    # paho looks MQTTMessageInfo up by name for every message in and out.
+    source = inspect.getsource(paho)
+    assert "self.info = MQTTMessageInfo(mid)" in source and "info = MQTTMessageInfo(local_mid)" in source
+    mqtt_internals.lean_message_info()
+    message = paho.MQTTMessage(mid=3, topic=b"t")
+    assert isinstance(message.info, paho.MQTTMessageInfo)
+    assert not isinstance(message.info._condition, threading.Condition)  # noqa: SLF001
+    assert tuple(message.info) == (paho.MQTT_ERR_SUCCESS, 3)
+    assert not message.info.is_published()
+    message.info._set_as_published()  # noqa: SLF001 - what paho does on PUBACK
+    assert message.info.is_published()
+    message.info.wait_for_publish(1)  # a thread may still wait: it returns at once here
+
+
+def test_a_thread_waiting_for_a_lean_message_info_is_woken_when_it_is_published() -> None:
+    mqtt_internals.lean_message_info()
+    info = paho.MQTTMessage(mid=4, topic=b"t").info
+    waiting = threading.Thread(target=info.wait_for_publish, args=(None,))
+    waiting.start()
+    while not isinstance(info._condition, threading.Condition):  # noqa: SLF001 - made by the first wait
+        pass
+    info._set_as_published()  # noqa: SLF001
+    waiting.join(5)
+    assert not waiting.is_alive()
