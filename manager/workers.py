@@ -148,14 +148,17 @@ class Supervisor:
 
     async def _announce(self) -> None:
         """``edgefn ready`` once every worker is ready (unless a stop comes first)."""
-        everyone = asyncio.gather(*(slot.ready.wait() for slot in self._slots))
-        if await unless_stopped(_wait(everyone), self.stop):
+        if await unless_stopped(self._all_ready(), self.stop):
             self.started = True
             pids = ", ".join(str(slot.process.pid) for slot in self._slots if slot.process is not None)
             log.info("edgefn ready: %d workers (pids %s)", len(self._slots), pids)
             self.notifier.send(f"READY=1\nSTATUS=ready, {len(self._slots)} workers")
         await self.stop.wait()
         self.notifier.send("STOPPING=1")
+
+    async def _all_ready(self) -> None:
+        for slot in self._slots:
+            await slot.ready.wait()
 
     async def _reap(self, keepers: list[asyncio.Task[None]]) -> None:
         """Wait for every worker to stop; kill those still running past the deadline."""
@@ -216,10 +219,6 @@ class Supervisor:
         code = await slot.process.wait()
         slot.process.stdin.close()
         return code
-
-
-async def _wait(future: asyncio.Future[object]) -> None:
-    await future
 
 
 def _fate(code: int) -> str:

@@ -122,6 +122,31 @@ async def test_a_worker_that_dies_is_restarted_and_answers_the_inputs_queued_for
     assert code == 0, supervisor.log
 
 
+@pytest.mark.timeout(60)
+async def test_one_worker_is_the_manager_itself_with_no_supervisor(
+    mosquitto: Mosquitto, topic: str, tmp_path: Path
+) -> None:
+    config = workers_config(tmp_path, mosquitto, topic, f"wk-{uuid.uuid4().hex[:6]}", workers=1, min=1)
+    with ManagerProcess(config) as manager:
+        await asyncio.to_thread(manager.wait_ready)
+        [runtime] = children(manager.process.pid)  # its warm instance, and no worker process
+        assert "edgefn.runtimes" in Path(f"/proc/{runtime}/cmdline").read_text()
+        assert await asyncio.to_thread(manager.stop) == 0
+    assert "edgefn.workers" not in manager.log and "[w0]" not in manager.log
+
+
+@pytest.mark.timeout(60)
+async def test_edgefn_dev_runs_one_manager_whatever_workers_says(
+    mosquitto: Mosquitto, topic: str, tmp_path: Path
+) -> None:
+    config = workers_config(tmp_path, mosquitto, topic, f"wk-{uuid.uuid4().hex[:6]}", workers=3)
+    with ManagerProcess(config, command="dev") as manager:
+        await asyncio.to_thread(manager.wait_ready)
+        assert await asyncio.to_thread(manager.stop) == 0
+    assert "workers: 3 is for edgefn run; edgefn dev runs one manager" in manager.log
+    assert "edgefn.workers" not in manager.log
+
+
 # -- stopping ---------------------------------------------------------------------------------------
 
 
