@@ -58,6 +58,10 @@ def supervise(config: Config, level: str | None = None) -> int:
         return asyncio.run(Supervisor(config, level).run())
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # the boundary: one line for the operator (the workers drain on their own)
+        log.critical("the workers' supervisor failed unexpectedly (a bug): %s: %s", type(exc).__name__, exc)
+        log.debug("where it failed", exc_info=exc)
+        return 1
 
 
 class _Slot:
@@ -186,8 +190,8 @@ class Supervisor:
                 self._stop_all()
                 return
             pause = RESTART_FIRST if slot.served else min(pause * 2, RESTART_MAX)
-            log.warning("worker %d %s; restarting it in %gs (its inputs wait in the session of clientid %s)",
-                        slot.index, _fate(code), pause, worker_clientid(self.config.hub.clientid, slot.index))
+            log.warning("worker %d %s; restarting it in %gs (clientid %s)", slot.index, _fate(code), pause,
+                        worker_clientid(self.config.hub.clientid, slot.index))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stop.wait(), pause)
 
@@ -204,7 +208,8 @@ class Supervisor:
         slot.ready.clear()
         slot.served = False
         slot.process = await asyncio.create_subprocess_exec(
-            sys.executable, "-P", "-m", "edgefn.manager.worker",
+            # The index in argv is for ps and top only: the worker reads its spec from stdin.
+            sys.executable, "-P", "-m", "edgefn.manager.worker", "--index", str(slot.index),
             stdin=asyncio.subprocess.PIPE,  # held open: EOF tells the worker the supervisor is gone
             env=env,
             start_new_session=True,  # a terminal's Ctrl-C reaches only the supervisor, which forwards it

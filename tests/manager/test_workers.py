@@ -7,6 +7,7 @@ real ``edgefn run`` supervisors, workers and runtime processes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -123,6 +124,32 @@ async def test_a_worker_that_dies_is_restarted_and_answers_the_inputs_queued_for
 
 
 @pytest.mark.timeout(60)
+async def test_a_schedule_fires_once_not_once_per_worker(mosquitto: Mosquitto, topic: str, tmp_path: Path) -> None:
+    clientid = f"wk-{uuid.uuid4().hex[:6]}"
+    config = write_config(tmp_path, {
+        "workers": 2,
+        "hub": {"address": mosquitto.address, "clientid": clientid},
+        "rules": [{"schedule": {"every": "200ms"}, "function": {"name": "echo"},
+                   "publish": {"topic": f"{topic}/tick/{{clientid}}", "qos": 1}}],
+        "functions": [python_function("echo", "chaos", instance={"min": 1})],
+    })
+    ticks: list[str] = []
+    async with Probe(mosquitto.port, [f"{topic}/tick/+"]) as probe:
+        supervisor = await asyncio.to_thread(start, config)
+        try:
+            while len(ticks) < 5:
+                ticks.append((await probe.next(timeout=5)).topic.value.rsplit("/", 1)[1])
+            with contextlib.suppress(TimeoutError):  # a moment more, for a second worker's fires
+                async with asyncio.timeout(LINGER):
+                    while True:
+                        ticks.append((await probe.next(timeout=5)).topic.value.rsplit("/", 1)[1])
+        finally:
+            code = await asyncio.to_thread(supervisor.stop)
+    assert len(ticks) >= 5 and set(ticks) == {f"{clientid}-0"}, ticks
+    assert code == 0, supervisor.log
+
+
+@pytest.mark.timeout(60)
 async def test_one_worker_is_the_manager_itself_with_no_supervisor(
     mosquitto: Mosquitto, topic: str, tmp_path: Path
 ) -> None:
@@ -197,7 +224,7 @@ async def test_a_worker_that_fails_at_start_up_stops_the_supervisor_with_status_
         supervisor.kill()
     assert code == 1
     assert "during start-up: stopping the others" in supervisor.log
-    assert "edgefn ready" not in supervisor.log
+    assert "edgefn ready: 2 workers" not in supervisor.log  # (worker 1 alone may have been)
 
 
 # -- each worker's config --------------------------------------------------------------------------
