@@ -52,7 +52,7 @@ def read_config(root: Value, path: Path) -> Config | None:
         logger=_logger(top.section("logger", _LOGGER_KEYS, _LOGGER_BAETYL, example="{level: info}")),
         shutdown=ShutdownConfig(read_key(top.section("shutdown", keys("shutdown")), "timeout", Value.duration, 30.0)),
         metrics=metrics,
-        workers=_workers(top.get("workers"), hub, metrics),
+        workers=_workers(top.get("workers"), hub, metrics, rules),
     )
 
 
@@ -61,7 +61,8 @@ def read_config(root: Value, path: Path) -> Config | None:
 WORKERS_MAX = 64  # a typo (workers: 1000) must not fork a thousand managers
 
 
-def _workers(value: Value | None, hub: HubConfig, metrics: MetricsConfig | None) -> int:
+def _workers(value: Value | None, hub: HubConfig, metrics: MetricsConfig | None,
+             rules: tuple[RuleConfig, ...]) -> int:
     """``workers``: how many manager processes share the rules (each one needs the broker's
     shared subscriptions, so not the embedded broker, which runs inside one manager)."""
     workers = (value.integer(1, WORKERS_MAX) if value is not None else None) or 1
@@ -76,6 +77,9 @@ def _workers(value: Value | None, hub: HubConfig, metrics: MetricsConfig | None)
     if hub.status is not None and CLIENTID not in hub.status.topic.parts:
         value.warn("every worker has its own connection, but hub.status.topic has no {clientid}: "
                    "the workers' presence messages overwrite each other")
+    if not any(rule.subscribe is not None for rule in rules):
+        value.warn(f"no rule subscribes to a topic, so workers 1 to {workers - 1} have nothing to do "
+                   "(schedules and the gRPC server run in worker 0 only)")
     return workers
 
 

@@ -311,7 +311,15 @@ def test_workers_need_a_broker_with_shared_subscriptions(tmp_path: Path) -> None
     assert problem.path == "workers" and "set hub.address" in problem.message
 
 
+RULE = "rules: [{subscribe: {topic: t}, function: {name: f}, publish: {topic: o}}]"
+
+
 def test_workers_warn_when_presence_topics_would_collide(tmp_path: Path) -> None:
-    config = load(tmp_path, "workers: 2", hub="{address: tcp://127.0.0.1:1883, status: {topic: edge/status}}")
+    config = load(tmp_path, f"workers: 2\n{RULE}", hub="{address: tcp://127.0.0.1:1883, status: {topic: edge/s}}")
     [warning] = config.warnings
     assert warning.path == "workers" and "{clientid}" in warning.message
+
+
+def test_workers_warn_when_no_rule_subscribes(tmp_path: Path) -> None:
+    [warning] = load(tmp_path, "workers: 3").warnings
+    assert warning.path == "workers" and "workers 1 to 2 have nothing to do" in warning.message
