@@ -14,6 +14,7 @@ import socket
 import textwrap
 import uuid
 from collections import defaultdict
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -45,10 +46,13 @@ def workers_config(folder: Path, broker: Mosquitto, topic: str, clientid: str, w
     })
 
 
-def start(config: Path, workers: int = 2) -> ManagerProcess:
-    supervisor = ManagerProcess(config)
-    supervisor.wait_for_log(f"edgefn ready: {workers} workers", timeout=60)
-    return supervisor
+@contextlib.asynccontextmanager
+async def running(config: Path, workers: int = 2) -> AsyncIterator[ManagerProcess]:
+    """``edgefn run`` with ``workers``, ready; SIGKILLed on the way out if still running (a failed
+    test), and its workers then drain and exit on their own."""
+    with ManagerProcess(config) as supervisor:
+        await asyncio.to_thread(supervisor.wait_for_log, f"edgefn ready: {workers} workers", 60)
+        yield supervisor
 
 
 def descendants(pid: int) -> set[int]:
@@ -85,11 +89,9 @@ async def test_two_workers_answer_each_of_2000_qos1_inputs_exactly_once(
 ) -> None:
     clientid = f"wk-{uuid.uuid4().hex[:6]}"
     async with Probe(mosquitto.port, [f"{topic}/out/+"]) as probe:
-        supervisor = await asyncio.to_thread(start, workers_config(tmp_path, mosquitto, topic, clientid))
-        try:
+        async with running(workers_config(tmp_path, mosquitto, topic, clientid)) as supervisor:
             await publish_all(mosquitto.port, f"{topic}/in", inputs(range(COUNT)))
             by_id = await answers(probe, set(range(COUNT)))
-        finally:
             code = await asyncio.to_thread(supervisor.stop)
     assert set(by_id) == set(range(COUNT))  # 0 lost
     assert sum(len(who) - 1 for who in by_id.values()) == 0  # 0 duplicated
@@ -105,9 +107,8 @@ async def test_a_worker_that_dies_is_restarted_and_answers_the_inputs_queued_for
 ) -> None:
     clientid = f"wk-{uuid.uuid4().hex[:6]}"
     async with Probe(mosquitto.port, [f"{topic}/out/+"]) as probe:
-        supervisor = await asyncio.to_thread(start, workers_config(tmp_path, mosquitto, topic, clientid))
-        try:
-            line = supervisor.wait_for_log("worker 1 started (pid ")
+        async with running(workers_config(tmp_path, mosquitto, topic, clientid)) as supervisor:
+            line = await asyncio.to_thread(supervisor.wait_for_log, "worker 1 started (pid ")
             worker = int(line.rsplit("pid ", 1)[1].rstrip(")"))
             os.kill(worker, signal.SIGKILL)
             await wait_gone(worker)
@@ -115,7 +116,6 @@ async def test_a_worker_that_dies_is_restarted_and_answers_the_inputs_queued_for
             await publish_all(mosquitto.port, f"{topic}/in", inputs(range(200)))
             await asyncio.to_thread(supervisor.wait_for_log, "worker 1 was killed by signal 9; restarting it")
             by_id = await answers(probe, set(range(200)))
-        finally:
             code = await asyncio.to_thread(supervisor.stop)
     assert set(by_id) == set(range(200))
     assert any(f"{clientid}-1" in who for who in by_id.values())  # the restarted worker answered its share
@@ -135,15 +135,13 @@ async def test_a_schedule_fires_once_not_once_per_worker(mosquitto: Mosquitto, t
     })
     ticks: list[str] = []
     async with Probe(mosquitto.port, [f"{topic}/tick/+"]) as probe:
-        supervisor = await asyncio.to_thread(start, config)
-        try:
+        async with running(config) as supervisor:
             while len(ticks) < 5:
                 ticks.append((await probe.next(timeout=5)).topic.value.rsplit("/", 1)[1])
             with contextlib.suppress(TimeoutError):  # a moment more, for a second worker's fires
                 async with asyncio.timeout(LINGER):
                     while True:
                         ticks.append((await probe.next(timeout=5)).topic.value.rsplit("/", 1)[1])
-        finally:
             code = await asyncio.to_thread(supervisor.stop)
     assert len(ticks) >= 5 and set(ticks) == {f"{clientid}-0"}, ticks
     assert code == 0, supervisor.log
@@ -182,12 +180,12 @@ async def test_sigterm_to_the_supervisor_stops_every_worker_cleanly_and_leaves_n
     mosquitto: Mosquitto, topic: str, tmp_path: Path
 ) -> None:
     config = workers_config(tmp_path, mosquitto, topic, f"wk-{uuid.uuid4().hex[:6]}", min=1)
-    supervisor = await asyncio.to_thread(start, config)
-    processes = descendants(supervisor.process.pid)
-    assert len(processes) >= 4, processes  # two workers, each with a warm runtime
-    code = await asyncio.to_thread(supervisor.stop)
-    for pid in processes:
-        await wait_gone(pid)
+    async with running(config) as supervisor:
+        processes = descendants(supervisor.process.pid)
+        assert len(processes) >= 4, processes  # two workers, each with a warm runtime
+        code = await asyncio.to_thread(supervisor.stop)
+        for pid in processes:
+            await wait_gone(pid)
     assert code == 0, supervisor.log
     assert supervisor.log.count("]: stopped") == 2  # each worker drained and stopped, then the supervisor
     assert supervisor.log.rstrip().endswith("edgefn.workers: stopped")
@@ -198,11 +196,11 @@ async def test_workers_never_outlive_a_supervisor_killed_with_sigkill(
     mosquitto: Mosquitto, topic: str, tmp_path: Path
 ) -> None:
     config = workers_config(tmp_path, mosquitto, topic, f"wk-{uuid.uuid4().hex[:6]}", min=1)
-    supervisor = await asyncio.to_thread(start, config)
-    processes = descendants(supervisor.process.pid)
-    supervisor.kill()
-    for pid in processes:
-        await wait_gone(pid, timeout=20)
+    async with running(config) as supervisor:
+        processes = descendants(supervisor.process.pid)
+        supervisor.kill()
+        for pid in processes:
+            await wait_gone(pid, timeout=20)
     assert not any(alive(pid) for pid in processes)
 
 
@@ -219,9 +217,8 @@ async def test_a_worker_that_fails_at_start_up_stops_the_supervisor_with_status_
             "functions": [python_function("echo", "chaos")],
             "metrics": {"address": f"127.0.0.1:{taken.getsockname()[1]}"},
         }
-        supervisor = ManagerProcess(write_config(tmp_path, document))
-        code = await asyncio.to_thread(supervisor.process.wait, 40)
-        supervisor.kill()
+        with ManagerProcess(write_config(tmp_path, document)) as supervisor:
+            code = await asyncio.to_thread(supervisor.process.wait, 40)
     assert code == 1
     assert "during start-up: stopping the others" in supervisor.log
     assert "edgefn ready: 2 workers" not in supervisor.log  # (worker 1 alone may have been)
