@@ -242,6 +242,7 @@ class Config:
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     shutdown: ShutdownConfig = field(default_factory=ShutdownConfig)
     metrics: MetricsConfig | None = None  # None: no endpoint
+    workers: int = 1  # manager processes sharing the rules' inputs (see manager/workers.py)
     warnings: tuple[Problem, ...] = ()
 
     def function(self, name: str) -> FunctionConfig:

@@ -51,6 +51,9 @@ SECTIONS: tuple[Section, ...] = (
         Key("shutdown", "mapping", "", "how stopping drains work in flight"),
         Key("metrics", "mapping", "", "a Prometheus endpoint with /metrics, /healthz and /readyz; "
             "off without it"),
+        Key("workers", "integer", "1", "how many manager processes `edgefn run` starts; above 1 they share "
+            "every rule's input through MQTT shared subscriptions (README: Scale-out); `edgefn dev` runs one",
+            "1 to 64; above 1 needs hub.address"),
     )),
     Section("hub", "The MQTT broker.", (
         Key("address", "string", "", "the broker: tcp://, ssl://, ws:// or wss:// host:port[/path]; "

@@ -41,16 +41,46 @@ def read_config(root: Value, path: Path) -> Config | None:
         rule for index, item in enumerate(items_of(top.get("rules")))
         if (rule := _rule(item, index, declared)) is not None
     )
+    hub = _hub(top.section("hub", _HUB_KEYS, _HUB_BAETYL, example="{address: tcp://host:1883}"))
+    metrics = _metrics(top.section("metrics", keys("metrics"), example="{address: 127.0.0.1:9464}"))
     return Config(
         path=path,
-        hub=_hub(top.section("hub", _HUB_KEYS, _HUB_BAETYL, example="{address: tcp://host:1883}")),
+        hub=hub,
         server=_server(top.section("server", _SERVER_KEYS, example="{address: 127.0.0.1:50051}")),
         rules=rules,
         functions=functions,
         logger=_logger(top.section("logger", _LOGGER_KEYS, _LOGGER_BAETYL, example="{level: info}")),
         shutdown=ShutdownConfig(read_key(top.section("shutdown", keys("shutdown")), "timeout", Value.duration, 30.0)),
-        metrics=_metrics(top.section("metrics", keys("metrics"), example="{address: 127.0.0.1:9464}")),
+        metrics=metrics,
+        workers=_workers(top.get("workers"), hub, metrics, rules),
     )
+
+
+# -- workers ------------------------------------------------------------------------------
+
+WORKERS_MAX = 64  # a typo (workers: 1000) must not fork a thousand managers
+
+
+def _workers(value: Value | None, hub: HubConfig, metrics: MetricsConfig | None,
+             rules: tuple[RuleConfig, ...]) -> int:
+    """``workers``: how many manager processes share the rules (each one needs the broker's
+    shared subscriptions, so not the embedded broker, which runs inside one manager)."""
+    workers = (value.integer(1, WORKERS_MAX) if value is not None else None) or 1
+    if value is None or workers == 1:
+        return workers
+    if hub.embedded:
+        value.error(f"workers: {workers} shares the rules' inputs through the broker's shared "
+                    "subscriptions, which the embedded broker (development only) lacks: set hub.address")
+    if metrics is not None and metrics.port and metrics.port + workers - 1 > 65535:
+        value.error(f"worker {workers - 1} would serve metrics on port {metrics.port + workers - 1} "
+                    "(metrics.address's port + its index), above 65535: lower the port")
+    if hub.status is not None and CLIENTID not in hub.status.topic.parts:
+        value.warn("every worker has its own connection, but hub.status.topic has no {clientid}: "
+                   "the workers' presence messages overwrite each other")
+    if not any(rule.subscribe is not None for rule in rules):
+        value.warn(f"no rule subscribes to a topic, so workers 1 to {workers - 1} have nothing to do "
+                   "(schedules and the gRPC server run in worker 0 only)")
+    return workers
 
 
 # -- hub and server ---------------------------------------------------------------------

@@ -34,6 +34,13 @@ def serve(config: Config, *, dev: bool = False, level: str | None = None) -> int
     except EdgefnError as exc:
         print(f"edgefn: {exc}", file=sys.stderr)
         return 1
+    if config.workers > 1:
+        if dev:
+            log.warning("workers: %d is for edgefn run; edgefn dev runs one manager (hot reload)", config.workers)
+        else:
+            from edgefn.manager.workers import supervise
+
+            return supervise(config, level)
     try:
         return asyncio.run(_main(config, dev))
     except KeyboardInterrupt:
