@@ -56,6 +56,8 @@ def describe(pid: int) -> str:
     except OSError:
         return f"pid {pid}"
     text = b" ".join(argv).decode(errors="replace")
+    if "edgefn.manager.worker" in text:
+        return f"worker {pid}"
     for marker, name in (("edgefn.runtimes.python", "python runtime"), ("runtimes/node/index.js", "node runtime"),
                          ("edgefn.runtimes.sql", "sql runtime")):
         if marker in text:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import statistics
+import os
 import subprocess
 import sys
 import time
@@ -76,12 +77,14 @@ def forwarder(port: int, source: str, target: str) -> Iterator[subprocess.Popen[
 
 
 @contextmanager
-def edgefn(port: int, rules: list[dict], functions: list[dict], folder: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """``edgefn run`` with these rules and functions on the broker at ``port``."""
+def edgefn(port: int, rules: list[dict], functions: list[dict], folder: Path,
+           workers: int = 1) -> Iterator[subprocess.Popen[bytes]]:
+    """``edgefn run`` with these rules and functions (and ``workers``) on the broker at ``port``."""
     config = folder / f"bench-{uuid.uuid4().hex[:6]}.yml"
     config.write_text(yaml.safe_dump({
         "hub": {"address": f"tcp://127.0.0.1:{port}", "clientid": f"bench-{uuid.uuid4().hex[:6]}"},
-        "rules": rules, "functions": functions, "logger": {"level": "info"},
+        "rules": rules, "functions": functions, "logger": {"level": os.environ.get("BENCH_LOG", "info")},
+        **({"workers": workers} if workers > 1 else {}),
     }))
     log = folder / f"{config.stem}.log"  # a file, not a pipe: nobody has to keep draining it
     with open(log, "wb") as stderr:

@@ -1,7 +1,7 @@
 """Throughput: N QoS 1 messages through a bare aiomqtt forwarder and through edgefn.
 
 Usage: python bench/throughput.py [--messages N] [--only python,node,sql] [--profile DIR]
-                                  [--payload BYTES] [--max N] [--rules N]
+                                  [--payload BYTES] [--max N] [--rules N] [--workers N]
 
 Everything runs on one mosquitto in one run, on this machine's shared cores
 (broker, load generator and system under test are not pinned). Prints msg/s,
@@ -11,7 +11,8 @@ the forwarder's own process for the baseline). ``--profile DIR`` also records
 py-spy flame graphs of the manager and of one runtime into DIR. ``--payload``
 pads each message to about that many bytes, ``--max`` sets the functions'
 ``instance.max`` (min as well: all warm), ``--rules`` adds rules that share the
-function but get no traffic (what the rule count costs).
+function but get no traffic (what the rule count costs), ``--workers`` runs that
+many manager processes (``workers: N``; the per-process CPU lists each worker).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def functions(which: list[str], instances: int = 2) -> list[dict]:
 
 
 async def main(count: int, which: list[str], profiles: Path | None, kind: str = "svg", *,
-               pad: int = 0, instances: int = 2, extra_rules: int = 0) -> None:
+               pad: int = 0, instances: int = 2, extra_rules: int = 0, workers: int = 1) -> None:
     prefix = f"bench/{uuid.uuid4().hex[:6]}"
     results: list[tuple[Figures, dict[str, float]]] = []
     with broker() as mosquitto, tempfile.TemporaryDirectory() as folder:
@@ -61,7 +62,7 @@ async def main(count: int, which: list[str], profiles: Path | None, kind: str = 
             name = spec["name"]
             source, target = f"{prefix}/{name}/in", f"{prefix}/{name}/out"
             idle = [rule(f"{prefix}/{name}/idle/{i}", name, f"{prefix}/{name}/idle-out") for i in range(extra_rules)]
-            with edgefn(port, [rule(source, name, target), *idle], [spec], Path(folder)) as process:
+            with edgefn(port, [rule(source, name, target), *idle], [spec], Path(folder), workers) as process:
                 await drive(port, source, target, min(count, 2000), name="warm-up", pad=pad)
                 meter = CpuMeter.for_edgefn(process.pid, mosquitto.process.pid)
                 meter.start()
@@ -69,7 +70,7 @@ async def main(count: int, which: list[str], profiles: Path | None, kind: str = 
                     figures = await drive(port, source, target, count, name=f"edgefn {spec['runtime']}", pad=pad)
                 results.append((figures, meter.per_message(figures.messages)))  # before the processes stop
     print(f"\nthroughput, {count} QoS 1 messages (+{pad} bytes each), instance.max {instances}, "
-          f"{1 + extra_rules} rules, one mosquitto, shared cores (nothing pinned)")
+          f"{1 + extra_rules} rules, {workers} worker{'s' if workers > 1 else ''}, one mosquitto, shared cores (nothing pinned)")
     for figures, cpu in results:
         print(f"  {figures.line()}   ratio {ratio(figures, baseline)}")
         print(f"      {cpu_line(cpu)}; system under test {sum(v for k, v in cpu.items() if k != 'broker'):.3f}")
@@ -102,6 +103,8 @@ if __name__ == "__main__":
     parser.add_argument("--payload", type=int, default=0, metavar="BYTES", help="pad each message by this much")
     parser.add_argument("--max", type=int, default=2, metavar="N", help="instance.min and max of the functions")
     parser.add_argument("--rules", type=int, default=1, metavar="N", help="rules in the config (1 gets traffic)")
+    parser.add_argument("--workers", type=int, default=1, metavar="N", help="manager processes (workers: N)")
     args = parser.parse_args()
     asyncio.run(main(args.messages, [name for name in args.only.split(",") if name], args.profile,
-                     args.profile_format, pad=args.payload, instances=args.max, extra_rules=max(0, args.rules - 1)))
+                     args.profile_format, pad=args.payload, instances=args.max, extra_rules=max(0, args.rules - 1),
+                     workers=args.workers))
