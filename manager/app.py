@@ -1,10 +1,11 @@
 """The manager's lifecycle: start, ready, serve until told to stop, drain, stop (SPEC §2).
 
-Start order: the metrics endpoint (if configured) → embedded broker (if no
-hub.address) → function runners → gRPC server (if configured) → one hub
-connection per clientid, each subscribed to its rules → the scheduler
-(scheduled rules) → every ``min`` instance warm → ``edgefn ready`` (with the
-start-up summary, and ``READY=1`` to systemd). Stop order is the reverse, with a deadline: stop the
+Start order: function runners (``edgefn run``: every ``min`` instance started
+first, as the start-up check, see ``preflight.py``) → the metrics endpoint (if
+configured) → embedded broker (if no hub.address) → gRPC server (if
+configured) → one hub connection per clientid, each subscribed to its rules →
+the scheduler (scheduled rules) → every ``min`` instance warm → ``edgefn
+ready`` (with the start-up summary, and ``READY=1`` to systemd). Stop order is the reverse, with a deadline: stop the
 scheduler and taking messages, let deliveries and fires in flight finish
 within ``shutdown.timeout``, cancel what is left (logged), disconnect, stop the
 runtimes.
@@ -32,6 +33,7 @@ from edgefn.manager.hub import Hub, HubError
 from edgefn.manager.leftovers import private_dir
 from edgefn.manager.metrics import Metrics
 from edgefn.manager.notify import Notifier
+from edgefn.manager.preflight import first_start
 from edgefn.manager.router import Route, Router
 from edgefn.manager.runners import ReloadError, RunnerTable
 from edgefn.manager.scheduler import Scheduler, scheduled_call
@@ -61,11 +63,15 @@ class Manager:
     """Everything ``edgefn run`` runs, for one config.
 
     ``prepare`` maps a function's config to the one its runner uses (``edgefn
-    dev`` points codedir at a snapshot of the last good code).
+    dev`` points codedir at a snapshot of the last good code). ``check``
+    (``edgefn run``): start nothing else unless every handler loads; else
+    ``run`` raises :class:`~edgefn.manager.preflight.StartRefused`.
     """
 
-    def __init__(self, config: Config, *, prepare: Callable[[FunctionConfig], FunctionConfig] | None = None) -> None:
+    def __init__(self, config: Config, *, prepare: Callable[[FunctionConfig], FunctionConfig] | None = None,
+                 check: bool = False) -> None:
         self.config = config
+        self._check = check
         self.metrics = Metrics()
         self._socket_dir = private_dir()  # 0700: instances' sockets are private
         self.runners = RunnerTable(socket_dir=self._socket_dir, metrics=self.metrics,
@@ -137,12 +143,15 @@ class Manager:
 
     async def _start(self, stack: contextlib.AsyncExitStack) -> None:
         stack.push_async_callback(self._stop_health)
-        await self._start_health()
         stack.callback(shutil.rmtree, self._socket_dir, True)
         stack.push_async_callback(self._stop_broker)
-        await self._start_broker()
         stack.push_async_callback(self.runners.stop)
-        await self.runners.build_all(self.config.functions)  # a function that cannot run here stops us now
+        if self._check:  # the min instances start first: their start is the handlers' check
+            await first_start(self.config, self.runners)
+        else:
+            await self.runners.build_all(self.config.functions)  # a function that cannot run here stops us now
+        await self._start_health()
+        await self._start_broker()
         stack.push_async_callback(self._stop_server)  # before the runners: no call lands on a stopping pool
         stack.push_async_callback(self._disconnect_all)
         # Instances warm up while the server binds and the hub connects: start-up takes the

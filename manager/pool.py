@@ -103,6 +103,8 @@ class Pool:
         self._tasks: set[asyncio.Task[object]] = set()  # housekeeping and starts: cancelled at stop
         self._leaving: set[asyncio.Task[object]] = set()  # instances stopping or closing: awaited at stop
         self._closing = False
+        self._started = False
+        self._checking = False  # the start-up check: its failures are the caller's to report
         self._warned = False
         self._starts = 0  # instances that came up: beyond min, each is a replacement or a cold start
         self._typical = 0.0  # moving average of a call's time once lent, seconds
@@ -130,13 +132,33 @@ class Pool:
         """Start ``min`` instances (in parallel) and the pool's housekeeping tasks.
 
         Returns when every ``min`` instance is ready or failed to start; failed
-        ones are retried in the background with backoff.
+        ones are retried in the background with backoff. A started pool (see
+        :meth:`start_checked`) is not started again.
         """
-        await asyncio.gather(*(self._launch(cold=False) for _ in range(self._limits.min)))
+        if not self._started:
+            await self._start(checked=False)
+
+    async def start_checked(self) -> Fault | None:
+        """Start as :meth:`start` does, as the start-up check (``edgefn run``): a ``min`` instance
+        that fails to start is neither logged nor retried, and its fault is returned (the pool
+        stays unstarted, to be stopped); None once every ``min`` instance is up."""
+        return await self._start(checked=True)
+
+    async def _start(self, checked: bool) -> Fault | None:
+        self._checking = checked
+        try:
+            started = await asyncio.gather(*(self._launch(cold=False) for _ in range(self._limits.min)))
+        finally:
+            self._checking = False
+        fault = next((result for result in started if isinstance(result, Fault)), None)
+        if checked and fault is not None:
+            return fault
+        self._started = True
         self._own(self._keep_min(), "keep-min")
         self._own(self._evict_idle(), "evict")
         if self._limits.memory:
             self._own(self._watch_memory(self._limits.memory), "memory")
+        return None
 
     async def stop(self, grace: float) -> None:
         """Stop every instance, letting calls in flight finish within ``grace``.
@@ -364,7 +386,7 @@ class Pool:
         first = attempt >= self._penalized_at  # starts that failed together are one failure, logged once
         if first:
             self._penalize()
-        if first and not self._closing:
+        if first and not self._closing and not self._checking:
             name = instance.name if instance else self.function.name
             stack = "".join(f"\n    {frame}" for frame in fault.stack)
             log.error("%s failed to start: %s: %s%s (next try in %gs)", name, fault.error_type, fault.message,
