@@ -25,7 +25,6 @@ from collections.abc import AsyncIterator, Callable
 
 import grpc
 import grpc.aio
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from edgefn.manager.message import Call
 from edgefn.runtimes import faults
@@ -141,6 +140,9 @@ class FunctionClient:
 
         Polled with backoff; raises ``TimeoutError`` after ``timeout`` seconds.
         """
+        # Only runtimes without a handshake are probed: the others never import grpc_health.
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+
         health = health_pb2_grpc.HealthStub(self._channel)
         delay = PROBE_FIRST
         async with asyncio.timeout(timeout):

@@ -107,13 +107,15 @@ class Instance:
 
     # -- lifecycle -------------------------------------------------------------
 
-    async def start(self, timeout: float) -> None:
+    async def start(self, timeout: float, spawned: Callable[[], None] = lambda: None) -> None:
         """Spawn the runtime and wait until it is ready; raise the load ``Fault`` if any.
 
+        ``spawned`` is called once the process exists (the wait for it begins).
         Raises ``OSError`` when the command cannot be executed at all.
         """
         self.started_at = time.monotonic()
         await self._process.spawn()
+        spawned()
         try:
             async with asyncio.timeout(timeout):
                 await self._become_ready()

@@ -138,16 +138,20 @@ class Pool:
         if not self._started:
             await self._start(checked=False)
 
-    async def start_checked(self) -> Fault | None:
+    async def start_checked(self, spawned: Callable[[], None] = lambda: None) -> Fault | None:
         """Start as :meth:`start` does, as the start-up check (``edgefn run``): a ``min`` instance
         that fails to start is neither logged nor retried, and its fault is returned (the pool
-        stays unstarted, to be stopped); None once every ``min`` instance is up."""
-        return await self._start(checked=True)
+        stays unstarted, to be stopped); None once every ``min`` instance is up.
 
-    async def _start(self, checked: bool) -> Fault | None:
+        ``spawned`` is called as each ``min`` instance's process is spawned.
+        """
+        return await self._start(checked=True, spawned=spawned)
+
+    async def _start(self, checked: bool, spawned: Callable[[], None] = lambda: None) -> Fault | None:
         self._checking = checked
         try:
-            started = await asyncio.gather(*(self._launch(cold=False) for _ in range(self._limits.min)))
+            launches = (self._launch(cold=False, spawned=spawned) for _ in range(self._limits.min))
+            started = await asyncio.gather(*launches)
         finally:
             self._checking = False
         fault = next((result for result in started if isinstance(result, Fault)), None)
@@ -312,18 +316,18 @@ class Pool:
 
     # -- instances -------------------------------------------------------------
 
-    def _launch(self, *, cold: bool) -> asyncio.Task[object]:
+    def _launch(self, *, cold: bool, spawned: Callable[[], None] = lambda: None) -> asyncio.Task[object]:
         """Start one instance in a task the pool owns (a caller giving up does not stop it)."""
         self._starting += 1  # now, so that concurrent lenders never start more than max
-        return self._own(self._spawn(cold), "start")
+        return self._own(self._spawn(cold, spawned), "start")
 
-    async def _spawn(self, cold: bool) -> Instance | Fault:
+    async def _spawn(self, cold: bool, spawned: Callable[[], None] = lambda: None) -> Instance | Fault:
         """Start one instance; on failure, back off and return the fault."""
         attempt = time.monotonic()
         instance: Instance | None = None
         try:
             instance = await self._new_instance()
-            await instance.start(self._limits.starttimeout)
+            await instance.start(self._limits.starttimeout, spawned)
         except Fault as fault:
             return self._failed_to_start(instance, fault, attempt)
         except (OSError, LaunchError) as exc:

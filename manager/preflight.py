@@ -17,7 +17,7 @@ import asyncio
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from edgefn.manager.config import Config, FunctionConfig
 from edgefn.manager.errors import EdgefnError
@@ -71,11 +71,13 @@ def _problem(attempt: Callable[[], object]) -> list[str]:
     return []
 
 
-async def first_start(config: Config, runners: RunnerTable) -> None:
+async def first_start(config: Config, runners: RunnerTable, meanwhile: Callable[[], object] = lambda: None) -> None:
     """Build every function's runner and start the ``min`` instances; raise StartRefused on what check reports.
 
-    Nothing is logged of a handler that does not load: the caller reports
-    :class:`StartRefused` as ``check`` does, and stops the runners.
+    ``meanwhile`` runs in a thread once their processes are spawned, while they
+    boot (the manager imports what connects the hub). Nothing is logged of a
+    handler that does not load: the caller reports :class:`StartRefused` as
+    ``check`` does, and stops the runners.
     """
     from edgefn.manager.runners import precheck_function
 
@@ -83,11 +85,44 @@ async def first_start(config: Config, runners: RunnerTable) -> None:
     if found or tls_problems(config):  # rare: say everything check says, as check says it
         raise StartRefused(await _everything(config))
     await runners.build_all(config.functions)
+    spawning = _Spawning(config.functions)
     with tempfile.TemporaryDirectory(prefix="edgefn-check-") as folder:
-        loaded = await asyncio.gather(*(_load(function, runners[function.name], Path(folder))
-                                        for function in config.functions))
+        loads = asyncio.gather(*(_load(function, runners[function.name], Path(folder), spawning.spawned)
+                                 for function in config.functions))
+        try:
+            await spawning.wait(loads)
+            await asyncio.to_thread(meanwhile)
+            loaded = await loads
+        finally:
+            loads.cancel()  # a stop during start-up; nothing once they are done
+            await asyncio.gather(loads, return_exceptions=True)
     if problems := [problem for problem in loaded if problem is not None]:
         raise StartRefused(list(problems))
+
+
+class _Spawning:
+    """Counts the processes the start-up check spawns: the first ``min`` instances, or one ``--check``."""
+
+    def __init__(self, functions: tuple[FunctionConfig, ...] | list[FunctionConfig]) -> None:
+        from edgefn.manager.runners import loads_handler
+
+        self._left = sum(function.instance.min or 1 for function in functions if loads_handler(function))
+        self._done = asyncio.Event()
+        if not self._left:
+            self._done.set()
+
+    def spawned(self) -> None:
+        self._left -= 1
+        if self._left <= 0:
+            self._done.set()
+
+    async def wait(self, loads: asyncio.Future[Any]) -> None:
+        """Until every process is spawned, or the loads ended first (a start that failed early)."""
+        done = asyncio.ensure_future(self._done.wait())
+        try:
+            await asyncio.wait((done, loads), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            done.cancel()
 
 
 async def _everything(config: Config) -> list[object]:
@@ -96,8 +131,9 @@ async def _everything(config: Config) -> list[object]:
     return [*await check_functions(config), *tls_problems(config)]
 
 
-async def _load(function: FunctionConfig, runner: Runner, folder: Path) -> HandlerProblem | None:
-    """Whether ``function``'s handler loads: its first ``min`` instance's start, else a ``--check`` process."""
+async def _load(function: FunctionConfig, runner: Runner, folder: Path,
+                spawned: Callable[[], None]) -> HandlerProblem | None:
+    """Whether ``function``'s handler loads: its first ``min`` instances' start, else a ``--check`` process."""
     from edgefn.manager.check import HandlerProblem, check_process
     from edgefn.manager.pool import Pool
     from edgefn.manager.runners import launcher, loads_handler
@@ -105,7 +141,7 @@ async def _load(function: FunctionConfig, runner: Runner, folder: Path) -> Handl
     if not loads_handler(function):
         return None
     if function.instance.min and isinstance(runner, Pool):
-        fault = await runner.start_checked()
+        fault = await runner.start_checked(spawned)
         return None if fault is None else HandlerProblem(function.name, fault.error_type, fault.message,
                                                          tuple(fault.stack))
-    return await check_process(function, launcher(function), folder)
+    return await check_process(function, launcher(function), folder, spawned)
