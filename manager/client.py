@@ -28,7 +28,7 @@ import grpc.aio
 
 from edgefn.manager.message import Call
 from edgefn.runtimes import faults
-from edgefn.runtimes.faults import Fault
+from edgefn.runtimes.faults import Fault, NotStarted
 from edgefn.runtimes.frames import take_batch
 from edgefn.wire import function_pb2, function_pb2_grpc
 from edgefn.wire.limits import size_options
@@ -48,16 +48,6 @@ PROBE_MAX = 0.5
 
 # Takes one Output frame of a call (Payload, Topic, OutputQOS, OutputRetain), on the loop.
 OutputSink = Callable[[function_pb2.FunctionMessage], None]
-
-
-class NotStarted(Fault):
-    """The instance ended before this call started running: no fault of the call's.
-
-    The pool runs it elsewhere (or again) without spending a retry attempt.
-    """
-
-    def __init__(self, message: str) -> None:
-        super().__init__(faults.INSTANCE_CRASHED, message)
 
 
 class _Pending:

@@ -25,10 +25,9 @@ import socket
 import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from edgefn.manager.client import OutputSink
 from edgefn.manager.config import FunctionConfig
-from edgefn.manager.client import NotStarted
 from edgefn.manager.identity import socket_folder
 from edgefn.manager.instance import Instance
 from edgefn.manager.launch import LaunchError, instance_env
@@ -37,7 +36,10 @@ from edgefn.manager.metrics import FunctionStats
 from edgefn.manager.process import group_rss
 from edgefn.manager.runners import Launch, launcher as find_launcher
 from edgefn.runtimes import faults
-from edgefn.runtimes.faults import Fault
+from edgefn.runtimes.faults import Fault, NotStarted
+
+if TYPE_CHECKING:
+    from edgefn.manager.client import OutputSink
 
 log = logging.getLogger("edgefn.pool")
 
