@@ -159,7 +159,8 @@ class Instance:
             self._client.open_talk(handshake.batch, sequential=handshake.concurrent is False)
 
     async def stop(self, grace: float) -> None:
-        """Let calls in flight finish, then SIGTERM, then SIGKILL: all within ``grace``."""
+        """Let calls in flight finish, then SIGTERM, then SIGKILL: all within ``grace``
+        (no grace: SIGKILL at once, and the runtime says nothing)."""
         self.ready = False
         self.stopping = True
         loop = asyncio.get_running_loop()
@@ -167,7 +168,8 @@ class Instance:
         if not self.exited:
             await self._client.drained(grace)
         self._client.half_close()  # the runtime's stream ends cleanly
-        self._process.signal(signal.SIGTERM)
+        if grace > 0:
+            self._process.signal(signal.SIGTERM)
         if not await self._process.wait(deadline - loop.time()):
             self.kill()
             await self._process.exit.wait()

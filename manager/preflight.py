@@ -97,6 +97,7 @@ async def first_start(config: Config, runners: RunnerTable, meanwhile: Callable[
             loads.cancel()  # a stop during start-up; nothing once they are done
             await asyncio.gather(loads, return_exceptions=True)
     if problems := [problem for problem in loaded if problem is not None]:
+        runners.grace = 0  # nothing was called yet: what did start stops at once, without a word
         raise StartRefused(list(problems))
 
 
