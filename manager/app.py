@@ -6,9 +6,9 @@ configured) → embedded broker (if no hub.address) → gRPC server (if
 configured) → one hub connection per clientid, each subscribed to its rules →
 the scheduler (scheduled rules) → every ``min`` instance warm → ``edgefn
 ready`` (with the start-up summary, and ``READY=1`` to systemd). Stop order is
-the reverse, with a deadline: stop the scheduler and taking messages, let deliveries and fires in flight finish
-within ``shutdown.timeout``, cancel what is left (logged), disconnect, stop the
-runtimes.
+the reverse, with a deadline: stop the scheduler and taking messages, let
+deliveries and fires in flight finish within ``shutdown.timeout``, cancel what
+is left (logged), disconnect, stop the runtimes.
 
 ``reconfigure`` applies a new, validated config to the running manager (hot
 reload): only what changed is touched.
