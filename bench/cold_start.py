@@ -28,6 +28,7 @@ import argparse
 import asyncio
 import os
 import shutil
+import socket
 import tempfile
 import time
 import uuid
@@ -75,6 +76,8 @@ async def cold_call(function: FunctionConfig, socket_dir: Path) -> float:
 async def first_answer(argv: list[str], port: int, source: str, target: str) -> float:
     """Seconds from spawning ``argv`` to the first message on ``target`` (``source`` probed every 5 ms)."""
     async with aiomqtt.Client("127.0.0.1", port) as probe:
+        # Nagle off: else a probe waits for the broker's delayed ACK (~40 ms) and publishes in bursts.
+        probe._client.socket().setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # paho's socket
         await probe.subscribe(target, qos=0)
 
         async def pump() -> None:
