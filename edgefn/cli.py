@@ -21,7 +21,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["runtime"]:
         return _runtime(argv[1:])
-    parser = _parser()
+    parser = _parser(full=argv[:1] not in (["run"], ["dev"], ["check"]))
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):
         parser.print_help(sys.stderr)
@@ -29,7 +29,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     return int(args.handler(args))
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(full: bool = True) -> argparse.ArgumentParser:
+    """The command line; ``full=False`` leaves out the commands whose modules are heavy to import
+    (``run``, ``dev`` and ``check`` start without them)."""
     parser = argparse.ArgumentParser(prog="edgefn", description="Serverless functions for MQTT at the edge.")
     parser.add_argument("--version", action="version", version=f"edgefn {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -52,6 +54,17 @@ def _parser() -> argparse.ArgumentParser:
         "'edgefn run' would. Exit 0, or 1 with every problem listed.")
     check.add_argument("config", help="the YAML config file")
     check.set_defaults(handler=_check)
+    if full:
+        _add_tools(commands)
+    commands.add_parser(
+        "runtime", help="run one runtime instance: edgefn runtime python|node|sql --help",
+        description="Run one runtime instance serving baetyl.Function on an address (what the manager spawns; "
+        "usable alone).", usage="edgefn runtime {python|node|sql} [options]")
+    return parser
+
+
+def _add_tools(commands: object) -> None:
+    """The commands each defined in their own module: call, init, import-baetyl, schedule."""
     from edgefn.manager.call import add_parser as add_call
 
     add_call(commands)
@@ -65,11 +78,6 @@ def _parser() -> argparse.ArgumentParser:
     from edgefn.manager.preview import add_parser as add_schedule
 
     add_schedule(commands)
-    commands.add_parser(
-        "runtime", help="run one runtime instance: edgefn runtime python|node|sql --help",
-        description="Run one runtime instance serving baetyl.Function on an address (what the manager spawns; "
-        "usable alone).", usage="edgefn runtime {python|node|sql} [options]")
-    return parser
 
 
 def _config_argument(parser: argparse.ArgumentParser) -> None:
@@ -96,13 +104,24 @@ def _load(path: str) -> object | None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    import gc
+
+    # Start-up allocates what lives as long as the manager: collecting meanwhile is
+    # wasted work on the way to the first answer (serve freezes it all once started).
+    gc.disable()
     config = _load(args.config)
-    # run refuses what check would refuse: a handler that does not load never starts a service.
-    if config is None or not _startable(args.config, config, handlers=True):
+    if config is None:
         return EXIT_PROBLEMS
+    from edgefn.manager.preflight import StartRefused
     from edgefn.manager.serve import serve
 
-    return serve(config, level=args.log_level)  # type: ignore[arg-type]
+    # run refuses what check would refuse: a handler that does not load never starts a service.
+    # Its min instances start first, and their start is the check (preflight.py).
+    try:
+        return serve(config, level=args.log_level)  # type: ignore[arg-type]
+    except StartRefused as refused:
+        _report(args.config, refused.problems)
+        return EXIT_PROBLEMS
 
 
 def _dev(args: argparse.Namespace) -> int:

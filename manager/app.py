@@ -1,13 +1,14 @@
 """The manager's lifecycle: start, ready, serve until told to stop, drain, stop (SPEC §2).
 
-Start order: the metrics endpoint (if configured) → embedded broker (if no
-hub.address) → function runners → gRPC server (if configured) → one hub
-connection per clientid, each subscribed to its rules → the scheduler
-(scheduled rules) → every ``min`` instance warm → ``edgefn ready`` (with the
-start-up summary, and ``READY=1`` to systemd). Stop order is the reverse, with a deadline: stop the
-scheduler and taking messages, let deliveries and fires in flight finish
-within ``shutdown.timeout``, cancel what is left (logged), disconnect, stop the
-runtimes.
+Start order: function runners (``edgefn run``: every ``min`` instance started
+first, as the start-up check, see ``preflight.py``) → the metrics endpoint (if
+configured) → embedded broker (if no hub.address) → gRPC server (if
+configured) → one hub connection per clientid, each subscribed to its rules →
+the scheduler (scheduled rules) → every ``min`` instance warm → ``edgefn
+ready`` (with the start-up summary, and ``READY=1`` to systemd). Stop order is
+the reverse, with a deadline: stop the scheduler and taking messages, let
+deliveries and fires in flight finish within ``shutdown.timeout``, cancel what
+is left (logged), disconnect, stop the runtimes.
 
 ``reconfigure`` applies a new, validated config to the running manager (hot
 reload): only what changed is touched.
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import logging
 import shutil
 import time
@@ -28,11 +30,10 @@ from typing import TYPE_CHECKING
 from edgefn.manager import logs
 from edgefn.manager.broker import EmbeddedBroker
 from edgefn.manager.config import Config, FunctionConfig, RuleConfig
-from edgefn.manager.hub import Hub, HubError
 from edgefn.manager.leftovers import private_dir
 from edgefn.manager.metrics import Metrics
 from edgefn.manager.notify import Notifier
-from edgefn.manager.router import Route, Router
+from edgefn.manager.preflight import first_start
 from edgefn.manager.runners import ReloadError, RunnerTable
 from edgefn.manager.scheduler import Scheduler, scheduled_call
 from edgefn.manager.stopping import unless_stopped
@@ -40,6 +41,8 @@ from edgefn.manager.summary import log_summary
 
 if TYPE_CHECKING:  # grpc health and reflection load only for a config with a server
     from edgefn.manager.health import HealthServer
+    from edgefn.manager.hub import Hub
+    from edgefn.manager.router import Route, Router
     from edgefn.manager.server import FunctionServer
 
 __all__ = ["Manager", "ReloadError"]
@@ -48,6 +51,14 @@ log = logging.getLogger("edgefn.manager")
 
 # How often start-up looks whether every function's min instances are warm.
 WARM_POLL = 0.05
+# What connects the hub (aiomqtt, paho, the router): imported in a thread while
+# the first instances boot, so that start-up takes the longer of the two, not their sum.
+CONNECTING = ("edgefn.manager.hub", "edgefn.manager.router")
+
+
+def _import_connecting() -> None:
+    for name in CONNECTING:
+        importlib.import_module(name)
 
 
 def _by_clientid(config: Config) -> dict[str, list[RuleConfig]]:
@@ -61,11 +72,15 @@ class Manager:
     """Everything ``edgefn run`` runs, for one config.
 
     ``prepare`` maps a function's config to the one its runner uses (``edgefn
-    dev`` points codedir at a snapshot of the last good code).
+    dev`` points codedir at a snapshot of the last good code). ``check``
+    (``edgefn run``): start nothing else unless every handler loads; else
+    ``run`` raises :class:`~edgefn.manager.preflight.StartRefused`.
     """
 
-    def __init__(self, config: Config, *, prepare: Callable[[FunctionConfig], FunctionConfig] | None = None) -> None:
+    def __init__(self, config: Config, *, prepare: Callable[[FunctionConfig], FunctionConfig] | None = None,
+                 check: bool = False) -> None:
         self.config = config
+        self._check = check
         self.metrics = Metrics()
         self._socket_dir = private_dir()  # 0700: instances' sockets are private
         self.runners = RunnerTable(socket_dir=self._socket_dir, metrics=self.metrics,
@@ -137,12 +152,15 @@ class Manager:
 
     async def _start(self, stack: contextlib.AsyncExitStack) -> None:
         stack.push_async_callback(self._stop_health)
-        await self._start_health()
         stack.callback(shutil.rmtree, self._socket_dir, True)
         stack.push_async_callback(self._stop_broker)
-        await self._start_broker()
         stack.push_async_callback(self.runners.stop)
-        await self.runners.build_all(self.config.functions)  # a function that cannot run here stops us now
+        if self._check:  # the min instances start first: their start is the handlers' check
+            await first_start(self.config, self.runners, meanwhile=_import_connecting)
+        else:
+            await self.runners.build_all(self.config.functions)  # a function that cannot run here stops us now
+        await self._start_health()
+        await self._start_broker()
         stack.push_async_callback(self._stop_server)  # before the runners: no call lands on a stopping pool
         stack.push_async_callback(self._disconnect_all)
         # Instances warm up while the server binds and the hub connects: start-up takes the
@@ -201,6 +219,8 @@ class Manager:
         return [self._route(rule) for rule in rules]
 
     def _route(self, rule: RuleConfig) -> Route:
+        from edgefn.manager.router import Route
+
         clientid = rule.clientid or self.config.hub.clientid
         return Route(rule, self.runners, self.metrics.function(rule.function),
                      self.metrics.rule(rule.index, rule.function, clientid))
@@ -211,6 +231,9 @@ class Manager:
         await asyncio.gather(*(hub.wait_ready() for hub, _ in self.connections.values()))
 
     async def _open(self, clientid: str, rules: list[RuleConfig]) -> None:
+        from edgefn.manager.hub import Hub
+        from edgefn.manager.router import Router
+
         router = Router(self._routes(rules), name=clientid, message_max=self.config.hub.message_max)
         hub = Hub(self.config.hub, clientid, router.on_message, name=clientid)
         router.hub = hub
@@ -265,6 +288,8 @@ class Manager:
 
     async def _close(self, clientid: str, topics: Iterable[str]) -> None:
         """Retire one connection: finish its deliveries, drop its subscriptions, disconnect."""
+        from edgefn.manager.hub import HubError
+
         hub, router = self.connections.pop(clientid)
         router.close()
         hub.stop_delivering()
@@ -344,6 +369,8 @@ class Manager:
         A persistent session (cleansession false) would otherwise keep them at
         the broker, which queues messages for them.
         """
+        from edgefn.manager.hub import HubError
+
         after = _by_clientid(new)
         for clientid, rules in _by_clientid(old).items():
             if clientid not in self.connections:

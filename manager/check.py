@@ -66,8 +66,12 @@ async def check_command(function: FunctionConfig, launcher: Callable[[], Launch]
     return None
 
 
-async def check_process(function: FunctionConfig, launcher: Callable[[], Launch], folder: Path) -> HandlerProblem | None:
-    """Load one function's handler in a runtime process (``--check``, sockets under ``folder``)."""
+async def check_process(function: FunctionConfig, launcher: Callable[[], Launch], folder: Path,
+                        spawned: Callable[[], None] = lambda: None) -> HandlerProblem | None:
+    """Load one function's handler in a runtime process (``--check``, sockets under ``folder``).
+
+    ``spawned`` is called once the process exists.
+    """
     try:
         launch = await asyncio.to_thread(launcher)
     except LaunchError as exc:
@@ -84,6 +88,7 @@ async def check_process(function: FunctionConfig, launcher: Callable[[], Launch]
         stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         **switch,
     )
+    spawned()
     try:
         async with asyncio.timeout(CHECK_TIMEOUT):
             stdout, stderr = await process.communicate()

@@ -25,11 +25,10 @@ from collections.abc import AsyncIterator, Callable
 
 import grpc
 import grpc.aio
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from edgefn.manager.message import Call
 from edgefn.runtimes import faults
-from edgefn.runtimes.faults import Fault
+from edgefn.runtimes.faults import Fault, NotStarted
 from edgefn.runtimes.frames import take_batch
 from edgefn.wire import function_pb2, function_pb2_grpc
 from edgefn.wire.limits import size_options
@@ -51,16 +50,6 @@ PACE_WEIGHT = 0.1
 
 # Takes one Output frame of a call (Payload, Topic, OutputQOS, OutputRetain), on the loop.
 OutputSink = Callable[[function_pb2.FunctionMessage], None]
-
-
-class NotStarted(Fault):
-    """The instance ended before this call started running: no fault of the call's.
-
-    The pool runs it elsewhere (or again) without spending a retry attempt.
-    """
-
-    def __init__(self, message: str) -> None:
-        super().__init__(faults.INSTANCE_CRASHED, message)
 
 
 class _Pending:
@@ -147,6 +136,9 @@ class FunctionClient:
 
         Polled with backoff; raises ``TimeoutError`` after ``timeout`` seconds.
         """
+        # Only runtimes without a handshake are probed: the others never import grpc_health.
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+
         health = health_pb2_grpc.HealthStub(self._channel)
         delay = PROBE_FIRST
         async with asyncio.timeout(timeout):

@@ -332,6 +332,7 @@ class Hub:
                 codes: list[ReasonCode] = await link.wait(mid, OPERATION_TIMEOUT, "subscribe to", pairs)
             except HubDisconnected:
                 return []  # resubscribed on the next connection
+            _ack_now(link.paho.socket())
             refused = [topic for (topic, _), code in zip(pairs, codes) if code.is_failure]
             for topic in refused:
                 self._subscriptions.pop(topic, None)
@@ -471,3 +472,16 @@ def _set_nodelay(sock: Any) -> None:
     raw = getattr(sock, "_socket", sock)  # paho wraps websockets around the socket
     if isinstance(raw, socket.socket):
         raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def _ack_now(sock: Any) -> None:
+    """Acknowledge what came in (the SUBACK) now, not ~40 ms later.
+
+    Our kernel delays that ACK, and a broker that keeps Nagle on (mosquitto's
+    default) holds the first message for a new subscription behind its
+    unacknowledged SUBACK: the first message would wait ~40 ms. Linux only.
+    """
+    raw = getattr(sock, "_socket", sock)
+    quickack = getattr(socket, "TCP_QUICKACK", None)
+    if quickack is not None and isinstance(raw, socket.socket):
+        raw.setsockopt(socket.IPPROTO_TCP, quickack, 1)

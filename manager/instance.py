@@ -20,14 +20,17 @@ import signal
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edgefn.manager.addresses import unix_path
-from edgefn.manager.client import FunctionClient, OutputSink
 from edgefn.manager.identity import Identity
 from edgefn.manager.message import Call
 from edgefn.manager.process import RuntimeProcess
 from edgefn.runtimes import faults
 from edgefn.runtimes.faults import Fault
+
+if TYPE_CHECKING:
+    from edgefn.manager.client import FunctionClient, OutputSink
 
 log = logging.getLogger("edgefn.instance")
 
@@ -66,10 +69,9 @@ class Instance:
         self._handshake = handshake
         self._on_exit = on_exit
         self._process = RuntimeProcess(name, argv, cwd, env, self._exited, identity)
-        self._client = FunctionClient(
-            name, address, message_max, exit=self._process.exit, exit_fault=self._exit_fault,
-            on_free=on_free, on_fault=self.kill, on_ended=self._talk_ended,
-        )
+        self._message_max = message_max
+        self._on_free = on_free
+        self._client: FunctionClient  # made by start(), once the process is spawned
         self._closer: asyncio.Task[None] | None = None
 
     # -- what the pool reads -------------------------------------------------------
@@ -112,13 +114,22 @@ class Instance:
 
     # -- lifecycle -------------------------------------------------------------
 
-    async def start(self, timeout: float) -> None:
+    async def start(self, timeout: float, spawned: Callable[[], None] = lambda: None) -> None:
         """Spawn the runtime and wait until it is ready; raise the load ``Fault`` if any.
 
+        ``spawned`` is called once the process exists (the wait for it begins).
         Raises ``OSError`` when the command cannot be executed at all.
         """
         self.started_at = time.monotonic()
         await self._process.spawn()
+        spawned()
+        # Made now, not before the spawn: the first instance's start imports grpc while the runtime boots.
+        from edgefn.manager.client import FunctionClient
+
+        self._client = FunctionClient(
+            self.name, self._address, self._message_max, exit=self._process.exit, exit_fault=self._exit_fault,
+            on_free=self._on_free, on_fault=self.kill, on_ended=self._talk_ended,
+        )
         try:
             async with asyncio.timeout(timeout):
                 await self._become_ready()
@@ -153,7 +164,8 @@ class Instance:
             self._client.open_talk(handshake.batch, sequential=handshake.concurrent is False)
 
     async def stop(self, grace: float) -> None:
-        """Let calls in flight finish, then SIGTERM, then SIGKILL: all within ``grace``."""
+        """Let calls in flight finish, then SIGTERM, then SIGKILL: all within ``grace``
+        (no grace: SIGKILL at once, and the runtime says nothing)."""
         self.ready = False
         self.stopping = True
         loop = asyncio.get_running_loop()
@@ -161,7 +173,8 @@ class Instance:
         if not self.exited:
             await self._client.drained(grace)
         self._client.half_close()  # the runtime's stream ends cleanly
-        self._process.signal(signal.SIGTERM)
+        if grace > 0:
+            self._process.signal(signal.SIGTERM)
         if not await self._process.wait(deadline - loop.time()):
             self.kill()
             await self._process.exit.wait()
@@ -190,7 +203,9 @@ class Instance:
     async def _close(self) -> None:
         self.ready = False
         await self._process.close()
-        await self._client.close()
+        client = getattr(self, "_client", None)  # None if the process ended before start() made it
+        if client is not None:
+            await client.close()
         path = unix_path(self._address)
         if path is not None:
             with contextlib.suppress(OSError):
@@ -223,5 +238,7 @@ class Instance:
     def _exited(self) -> None:
         """The process was reaped (called on the loop, once)."""
         self.ready = False
-        self._client.fail_all(self._exit_fault())
+        client = getattr(self, "_client", None)  # None if it ended before start() made it: no call yet
+        if client is not None:
+            client.fail_all(self._exit_fault())
         self._on_exit(self)

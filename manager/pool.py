@@ -25,10 +25,9 @@ import socket
 import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from edgefn.manager.client import OutputSink
 from edgefn.manager.config import FunctionConfig
-from edgefn.manager.client import NotStarted
 from edgefn.manager.identity import socket_folder
 from edgefn.manager.instance import Instance
 from edgefn.manager.launch import LaunchError, instance_env
@@ -37,7 +36,10 @@ from edgefn.manager.metrics import FunctionStats
 from edgefn.manager.process import group_rss
 from edgefn.manager.runners import Launch, launcher as find_launcher
 from edgefn.runtimes import faults
-from edgefn.runtimes.faults import Fault
+from edgefn.runtimes.faults import Fault, NotStarted
+
+if TYPE_CHECKING:
+    from edgefn.manager.client import OutputSink
 
 log = logging.getLogger("edgefn.pool")
 
@@ -129,6 +131,8 @@ class Pool:
         self._tasks: set[asyncio.Task[object]] = set()  # housekeeping and starts: cancelled at stop
         self._leaving: set[asyncio.Task[object]] = set()  # instances stopping or closing: awaited at stop
         self._closing = False
+        self._started = False
+        self._checking = False  # the start-up check: its failures are the caller's to report
         self._warned = False
         self._starts = 0  # instances that came up: beyond min, each is a replacement or a cold start
         self._typical = 0.0  # moving average of a call's time once lent, seconds
@@ -156,13 +160,37 @@ class Pool:
         """Start ``min`` instances (in parallel) and the pool's housekeeping tasks.
 
         Returns when every ``min`` instance is ready or failed to start; failed
-        ones are retried in the background with backoff.
+        ones are retried in the background with backoff. A started pool (see
+        :meth:`start_checked`) is not started again.
         """
-        await asyncio.gather(*(self._launch(cold=False) for _ in range(self._limits.min)))
+        if not self._started:
+            await self._start(checked=False)
+
+    async def start_checked(self, spawned: Callable[[], None] = lambda: None) -> Fault | None:
+        """Start as :meth:`start` does, as the start-up check (``edgefn run``): a ``min`` instance
+        that fails to start is neither logged nor retried, and its fault is returned (the pool
+        stays unstarted, to be stopped); None once every ``min`` instance is up.
+
+        ``spawned`` is called as each ``min`` instance's process is spawned.
+        """
+        return await self._start(checked=True, spawned=spawned)
+
+    async def _start(self, checked: bool, spawned: Callable[[], None] = lambda: None) -> Fault | None:
+        self._checking = checked
+        try:
+            launches = (self._launch(cold=False, spawned=spawned) for _ in range(self._limits.min))
+            started = await asyncio.gather(*launches)
+        finally:
+            self._checking = False
+        fault = next((result for result in started if isinstance(result, Fault)), None)
+        if checked and fault is not None:
+            return fault
+        self._started = True
         self._own(self._keep_min(), "keep-min")
         self._own(self._evict_idle(), "evict")
         if self._limits.memory:
             self._own(self._watch_memory(self._limits.memory), "memory")
+        return None
 
     async def stop(self, grace: float) -> None:
         """Stop every instance, letting calls in flight finish within ``grace``.
@@ -334,18 +362,18 @@ class Pool:
 
     # -- instances -------------------------------------------------------------
 
-    def _launch(self, *, cold: bool) -> asyncio.Task[object]:
+    def _launch(self, *, cold: bool, spawned: Callable[[], None] = lambda: None) -> asyncio.Task[object]:
         """Start one instance in a task the pool owns (a caller giving up does not stop it)."""
         self._starting += 1  # now, so that concurrent lenders never start more than max
-        return self._own(self._spawn(cold), "start")
+        return self._own(self._spawn(cold, spawned), "start")
 
-    async def _spawn(self, cold: bool) -> Instance | Fault:
+    async def _spawn(self, cold: bool, spawned: Callable[[], None] = lambda: None) -> Instance | Fault:
         """Start one instance; on failure, back off and return the fault."""
         attempt = time.monotonic()
         instance: Instance | None = None
         try:
             instance = await self._new_instance()
-            await instance.start(self._limits.starttimeout)
+            await instance.start(self._limits.starttimeout, spawned)
         except Fault as fault:
             return self._failed_to_start(instance, fault, attempt)
         except (OSError, LaunchError) as exc:
@@ -408,7 +436,7 @@ class Pool:
         first = attempt >= self._penalized_at  # starts that failed together are one failure, logged once
         if first:
             self._penalize()
-        if first and not self._closing:
+        if first and not self._closing and not self._checking:
             name = instance.name if instance else self.function.name
             stack = "".join(f"\n    {frame}" for frame in fault.stack)
             log.error("%s failed to start: %s: %s%s (next try in %gs)", name, fault.error_type, fault.message,

@@ -241,6 +241,17 @@ async def check_function(function: FunctionConfig, folder: Path) -> HandlerProbl
     """Load ``function``'s handler as its runner would (sockets under ``folder``); its problem or None."""
     from edgefn.manager import check
 
+    problem = await precheck_function(function)
+    if problem is not None or not loads_handler(function):
+        return problem
+    return await check.check_process(function, launcher(function), folder)
+
+
+async def precheck_function(function: FunctionConfig) -> HandlerProblem | None:
+    """What :func:`check_function` finds without loading a handler: a SQL statement that does not
+    compile, an ``instance.user``/``group`` that cannot be used, a custom command that is not there."""
+    from edgefn.manager import check
+
     kind = KINDS[function.runtime]
     if kind.in_process:
         return check.check_statement(function)
@@ -250,7 +261,13 @@ async def check_function(function: FunctionConfig, folder: Path) -> HandlerProbl
                                     "; ".join(line.removeprefix(prefix) for line in problems))
     if kind.command and not function.handshake:
         return await check.check_command(function, launcher(function))
-    return await check.check_process(function, launcher(function), folder)
+    return None
+
+
+def loads_handler(function: FunctionConfig) -> bool:
+    """True when checking ``function`` loads its handler in a runtime process (one that writes the handshake)."""
+    kind = KINDS[function.runtime]
+    return not kind.in_process and (not kind.command or function.handshake)
 
 
 async def identity_problems(function: FunctionConfig) -> list[str]:

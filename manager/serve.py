@@ -9,6 +9,7 @@ process with its one-line message and status 1, never a traceback.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import shutil
 import signal
@@ -19,6 +20,7 @@ from edgefn.manager import logs
 from edgefn.manager.config import Config
 from edgefn.manager.errors import EdgefnError, user_errors
 from edgefn.manager.leftovers import private_dir
+from edgefn.manager.preflight import StartRefused
 
 log = logging.getLogger("edgefn.manager")
 
@@ -27,7 +29,9 @@ def serve(config: Config, *, dev: bool = False, level: str | None = None) -> int
     """Run the manager for ``config`` until a signal; return the exit status.
 
     ``dev``: also watch the config file and every codedir, and hot-reload.
-    ``level`` (``--log-level``) overrides ``logger.level``.
+    ``level`` (``--log-level``) overrides ``logger.level``. Without ``dev``,
+    a handler that does not load raises :class:`StartRefused` (what ``check``
+    reports), once everything started is stopped.
     """
     try:
         logs.configure(config.logger, level=level)
@@ -69,13 +73,21 @@ async def _main(config: Config, dev: bool) -> int:
         else:
             from edgefn.manager.app import Manager
 
-            await Manager(config).run(stop)
+            await Manager(config, check=True).run(stop, started=_settled)
     except asyncio.CancelledError:
         return 1
+    except StartRefused:
+        raise  # the caller says it as check does
     except Exception as exc:  # the boundary: one line for the operator, never a traceback
         return _failed(exc)
     log.info("stopped")
     return 0
+
+
+def _settled() -> None:
+    """Everything started: what start-up allocated lives on, so no collection scans it again."""
+    gc.freeze()
+    gc.enable()
 
 
 def _failed(exc: Exception) -> int:

@@ -119,3 +119,13 @@ class Fault(Exception):
                 if match is not None:
                     return cls(match.group(1).rpartition(".")[2], match.groups()[-1], (), code)
         return cls(_TYPE_BY_CODE.get(code, UNKNOWN_FAULT), details or "", (), code)
+
+
+class NotStarted(Fault):
+    """The instance ended before this call started running: no fault of the call's.
+
+    The manager's pool runs it elsewhere (or again) without spending a retry attempt.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(INSTANCE_CRASHED, message)

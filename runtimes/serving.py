@@ -25,13 +25,14 @@ thread); it is reported in the handshake as ``"concurrent"`` so the manager can
 size the instance's concurrency.
 
 Cold start matters (the manager spawns instances on demand), so this module
-imports only what serving needs: no yaml, no logging setup, no manager code.
+imports only what serving needs: no yaml, no logging setup, no manager code;
+and ``--check`` (what ``edgefn check`` and ``run``'s start-up check spawn) only
+loads the handler: asyncio, grpc and protobuf are imported when serving starts.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import gc
 import os
 import signal
@@ -39,16 +40,19 @@ import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import grpc
-import grpc.aio
 import orjson
 
 from edgefn.manager.addresses import parse_target, unix_path
 from edgefn.manager.units import parse_size
 from edgefn.runtimes.faults import UNAVAILABLE_FAULT, Fault
-from edgefn.runtimes.service import FunctionService, Invoke
 from edgefn.wire.limits import DEFAULT_MESSAGE_MAX, size_options
+
+if TYPE_CHECKING:  # serving imports them: a --check never does
+    import asyncio
+
+    from edgefn.runtimes.service import Invoke
 
 
 EXIT_OK = 0
@@ -87,7 +91,7 @@ class RuntimeOptions:
             raise ValueError("an address is needed unless checking")
 
 
-Load = Callable[[RuntimeOptions], tuple[Invoke, bool]]
+Load = Callable[[RuntimeOptions], tuple["Invoke", bool]]
 
 
 def parse_options(argv: Sequence[str], runtime: str, env: Mapping[str, str] = os.environ) -> RuntimeOptions:
@@ -172,6 +176,8 @@ def serve(options: RuntimeOptions, load: Load) -> int:
     if options.check:
         handshake.ready(concurrent, "")
         return EXIT_OK
+    import asyncio
+
     return asyncio.run(_serve(options, invoke, concurrent, handshake))
 
 
@@ -238,6 +244,10 @@ def _watch_parent() -> None:
 
 
 async def _serve(options: RuntimeOptions, invoke: Invoke, concurrent: bool, handshake: _Handshake) -> int:
+    import grpc.aio
+
+    from edgefn.runtimes.service import FunctionService
+
     stopping = _catch_signals()
     service = FunctionService(invoke, options.message_max, options.name)
     # Two instances must never share a port silently: no SO_REUSEPORT.
@@ -261,6 +271,8 @@ async def _serve(options: RuntimeOptions, invoke: Invoke, concurrent: bool, hand
 
 def _catch_signals() -> asyncio.Event:
     """The first SIGTERM/SIGINT sets the returned event (drain); a second one exits at once."""
+    import asyncio
+
     stopping = asyncio.Event()
 
     def on_signal() -> None:

@@ -141,10 +141,13 @@ def test_run_and_dev_take_a_log_level() -> None:
         assert "--log-level" in edgefn(command, "--help").stdout
 
 
-def test_run_refuses_a_handler_that_does_not_load_with_checks_message(tmp_path: Path) -> None:
+# min 1: the instance's own start is the check; min 0: a --check process, as check does.
+@pytest.mark.parametrize("warm", [1, 0])
+def test_run_refuses_a_handler_that_does_not_load_with_checks_message(tmp_path: Path, warm: int) -> None:
     path = write_config(tmp_path, {"hub": {"embedded": {"port": free_port()}},
-                                   "functions": [python_function("broken", "pool_syntax_error",
-                                                                 instance={"min": 1})]})
+                                   "functions": [python_function("fine", "echo", instance={"min": 1}),
+                                                 python_function("broken", "pool_syntax_error",
+                                                                 instance={"min": warm})]})
     checked, ran = edgefn("check", str(path)), edgefn("run", str(path))
     assert ran.returncode == checked.returncode == 1
     assert ran.stderr == checked.stderr and "UserCodeSyntaxError" in ran.stderr

@@ -31,8 +31,8 @@ from edgefn.runtimes import exactjson
 from edgefn.runtimes.faults import UNSERIALIZABLE_RESULT, Fault
 from edgefn.runtimes.mailbox import mailbox
 from edgefn.runtimes.outputs import Outputs, check_output
-from edgefn.runtimes.python.loader import Handler, user_stack
-from edgefn.runtimes.serving import Invoke
+from edgefn.runtimes.python.loader import Handler, is_async, user_stack
+from edgefn.runtimes.service import Invoke
 
 from edgefn.wire.function_pb2 import FunctionMessage
 
@@ -46,17 +46,9 @@ def make_invoke(handler: Handler, name: str, prefix: str) -> tuple[Invoke, bool]
     is the codedir (with a trailing slash) whose frames a user's stack keeps.
     """
     call = _Call(handler, name, prefix)
-    if _is_async(handler):
+    if is_async(handler):
         return call.run_async, True
     return _Worker(call.run_sync).submit, False
-
-
-def _is_async(handler: Handler) -> bool:
-    if inspect.iscoroutinefunction(handler) or inspect.isasyncgenfunction(handler):
-        return True
-    method = getattr(handler, "__call__", None)  # an instance with an async __call__
-    return not inspect.isfunction(handler) and (
-        inspect.iscoroutinefunction(method) or inspect.isasyncgenfunction(method))
 
 
 class Context(dict):  # type: ignore[type-arg]

@@ -9,6 +9,8 @@ or it raised while importing), ``Runtime.UserCodeSyntaxError`` (file and line).
 from __future__ import annotations
 
 import importlib
+import importlib.machinery
+import inspect
 import os
 import sys
 from collections.abc import Callable
@@ -22,6 +24,10 @@ from edgefn.runtimes.faults import (
 )
 
 Handler = Callable[[object, dict[str, object]], object]
+
+# What serving imports besides the standard library (top-level names): a codedir
+# module of one of these names would be hidden by the runtime's own.
+RUNTIME_PACKAGES = frozenset({"edgefn", "google", "grpc", "orjson", "typing_extensions"})
 
 _MISSING = object()
 
@@ -43,6 +49,33 @@ def user_stack(tb: TracebackType | None, prefix: str) -> list[str]:
 def codedir_prefix(codedir: str) -> str:
     """The absolute, symlink-free codedir with a trailing separator, as user frames' files start."""
     return os.path.join(os.path.realpath(codedir), "")
+
+
+def may_shadow(codedir: str) -> bool:
+    """True when ``codedir`` holds a module named like one the runtime may import.
+
+    ``--check`` loads the handler without importing what serving needs (asyncio,
+    grpc): it imports them first anyway when a name could clash, so a check
+    sees the handler as an instance would.
+    """
+    suffixes = tuple(importlib.machinery.all_suffixes())
+    try:
+        entries = os.scandir(codedir)
+    except OSError:
+        return False  # load_handler says what is wrong with it
+    with entries:
+        names = {entry.name.partition(".")[0] for entry in entries
+                 if entry.is_dir() or entry.name.endswith(suffixes)}
+    return not names.isdisjoint(sys.stdlib_module_names | RUNTIME_PACKAGES)
+
+
+def is_async(handler: Handler) -> bool:
+    """True for a handler whose calls may overlap: ``async def``, an async generator, or an async ``__call__``."""
+    if inspect.iscoroutinefunction(handler) or inspect.isasyncgenfunction(handler):
+        return True
+    method = getattr(handler, "__call__", None)  # an instance with an async __call__
+    return not inspect.isfunction(handler) and (
+        inspect.iscoroutinefunction(method) or inspect.isasyncgenfunction(method))
 
 
 def load_handler(handler: str, codedir: str) -> Handler:

@@ -74,6 +74,14 @@ async def test_module_name_taken_by_the_runtime_is_refused_with_advice(spawn) ->
     assert "rename" in fault["errorMessage"]
 
 
+@pytest.mark.parametrize("mode", [(), ("--check",)])
+async def test_a_check_refuses_a_name_only_serving_takes_as_serving_does(spawn, mode: tuple[str, ...]) -> None:
+    # --check does not import what serving needs (asyncio, grpc), unless a codedir name could clash.
+    fault = await failed_load(spawn, "taken_when_serving", "queue.handler", *mode)
+    assert fault["errorType"] == "Runtime.ImportModuleError"
+    assert "'queue' is taken" in fault["errorMessage"] and "rename" in fault["errorMessage"]
+
+
 async def test_missing_codedir_is_import_module_error(spawn) -> None:
     fault = await failed_load(spawn, "echo", "index.handler", "--codedir", "/nonexistent/edgefn")
     assert fault["errorType"] == "Runtime.ImportModuleError"
