@@ -31,6 +31,7 @@ from edgefn.manager.config import FunctionConfig
 from edgefn.manager.identity import socket_folder
 from edgefn.manager.instance import Instance
 from edgefn.manager.launch import LaunchError, instance_env
+from edgefn.manager.lending import PIPELINE_MAX, PIPELINE_SHORT, PIPELINE_STALE, Lender, pick, room_on
 from edgefn.manager.message import Call
 from edgefn.manager.metrics import FunctionStats
 from edgefn.manager.process import group_rss
@@ -48,50 +49,13 @@ BACKOFF_START = 0.5
 STABLE_AFTER = 5.0
 # Resident memory is sampled this often when a function sets instance.memory.
 MEMORY_CHECK_INTERVAL = 0.1
-# When every instance is busy and no more may start, a runtime that runs its
-# calls one at a time may take more, queued in the runtime: one call at a time
-# is a rule about the handler's execution, not about the wire. The runtime then
-# never idles waiting for the manager's next call, and queued calls share Talk
-# frames (one frame of 64 calls costs both sides little more than a frame of
-# one: that is most of the throughput). How many: as many as the instance runs
-# in PIPELINE_WAIT at its measured pace (see ``_depth``), at most
-# PIPELINE_MAX, so a call queued in a runtime waits about as long as it would in
-# the pool. A queued call's timeout counts from when the call before it ended.
-PIPELINE_MAX = 64
-PIPELINE_WAIT = 0.025  # seconds
-# ... but only on an instance that answered within this many seconds,
-PIPELINE_STALE = 0.25
-# ... and only while calls take less than this once lent (a moving average): a
-# call queued behind a long one would wait while another instance may free up.
-PIPELINE_SHORT = 0.05
+# Calls beyond instance slots may queue in a runtime: see manager/lending.py.
 TYPICAL_WEIGHT = 0.2
 # A call whose instance died before it started is lent again, up to this many times.
 NOT_STARTED_MAX = 10
 # Socket names are short and unique across every pool of the manager (a hot
 # reload runs two pools of one function side by side).
 _SOCKET_NUMBERS = itertools.count(1)
-
-
-class _Lender:
-    """A caller waiting in line to lend an instance."""
-
-    __slots__ = ("_waiter",)
-
-    def __init__(self) -> None:
-        self._waiter: asyncio.Future[None] | None = None
-
-    async def wait(self) -> None:
-        """Wait for :meth:`wake` (one at a time)."""
-        self._waiter = asyncio.get_running_loop().create_future()
-        try:
-            await self._waiter
-        finally:
-            self._waiter = None
-
-    def wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
 
 
 class Pool:
@@ -119,7 +83,7 @@ class Pool:
         self._timeout = function.instance.timeout
         self._instances: list[Instance] = []
         self._starting = 0
-        self._lenders: collections.deque[_Lender] = collections.deque()  # callers waiting to lend, in order
+        self._lenders: collections.deque[Lender] = collections.deque()  # callers waiting to lend, in order
         self._slots = asyncio.Semaphore(self._limits.max * (self._limits.concurrency + PIPELINE_MAX))
         self._waiting = 0
         self._membership = asyncio.Event()  # an instance left, or a start failed
@@ -269,30 +233,7 @@ class Pool:
         return result
 
     def _pick(self, pipelined: bool = False) -> Instance | None:
-        # The least busy ready instance; among equals the most recently used, so
-        # that spare instances stay idle long enough to be evicted. ``pipelined``
-        # lets Talk instances take calls beyond their concurrency, queued in
-        # the runtime (see PIPELINE_MAX).
-        best: Instance | None = None
-        best_load = 0
-        fresh = time.monotonic() - PIPELINE_STALE if pipelined else 0.0
-        for instance in self._instances:
-            if self._room_on(instance, pipelined, fresh) <= 0:
-                continue
-            load = instance.in_flight
-            if best is None or load < best_load or (load == best_load and instance.last_used > best.last_used):
-                best, best_load = instance, load
-        return best
-
-    def _room_on(self, instance: Instance, pipelined: bool, fresh: float) -> int:
-        """How many more calls ``instance`` takes now (``fresh``: answered since, to pipeline)."""
-        if not instance.ready:
-            return 0
-        limit = self._concurrency
-        # Never queue behind a call that may be hung.
-        if pipelined and instance.pipelines and instance.last_used >= fresh:
-            limit += _depth(instance)
-        return limit - instance.in_flight
+        return pick(self._instances, self._concurrency, pipelined)
 
     def _pipelining(self) -> bool:
         """Whether calls may queue in runtimes now: every instance is busy, calls are short."""
@@ -304,7 +245,7 @@ class Pool:
         Lenders take instances in arrival order (any of them may start a new
         one meanwhile), so a function with one instance keeps its input order.
         """
-        ticket, line = _Lender(), self._lenders
+        ticket, line = Lender(), self._lenders
         line.append(ticket)
         try:
             while True:
@@ -356,7 +297,7 @@ class Pool:
             return
         pipelined = self._pipelining()
         fresh = time.monotonic() - PIPELINE_STALE
-        room = sum(max(0, self._room_on(instance, pipelined, fresh)) for instance in self._instances)
+        room = sum(max(0, room_on(instance, self._concurrency, pipelined, fresh)) for instance in self._instances)
         for lender in itertools.islice(lenders, max(1, room)):
             lender.wake()
 
@@ -556,11 +497,3 @@ def _too_large(what: str, size: int, limit: int) -> Fault:
 def _copy(fault: Fault) -> Fault:
     """A fresh exception per caller (a raised exception carries its own traceback)."""
     return Fault(fault.error_type, fault.message, fault.stack, fault.code)
-
-
-def _depth(instance: Instance) -> int:
-    """How many calls may queue in ``instance``'s runtime: what it runs in PIPELINE_WAIT."""
-    pace = instance.pace
-    if pace <= PIPELINE_WAIT / PIPELINE_MAX:
-        return PIPELINE_MAX
-    return max(1, int(PIPELINE_WAIT / pace))

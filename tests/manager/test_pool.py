@@ -25,7 +25,8 @@ from edgefn.manager.config import FrozenEnv, FunctionConfig, InstanceConfig
 from edgefn.manager.instance import Instance
 from edgefn.manager.message import Call, envelope
 from edgefn.manager.metrics import Metrics
-from edgefn.manager.pool import PIPELINE_MAX, Pool
+from edgefn.manager.lending import PIPELINE_MAX
+from edgefn.manager.pool import Pool
 from edgefn.runtimes import faults
 from edgefn.runtimes.faults import Fault
 from support.manager import FUNCTIONS
