@@ -78,8 +78,9 @@ def forwarder(port: int, source: str, target: str) -> Iterator[subprocess.Popen[
 
 @contextmanager
 def edgefn(port: int, rules: list[dict], functions: list[dict], folder: Path,
-           workers: int = 1) -> Iterator[subprocess.Popen[bytes]]:
-    """``edgefn run`` with these rules and functions (and ``workers``) on the broker at ``port``."""
+           workers: int = 1, loop: str = "asyncio") -> Iterator[subprocess.Popen[bytes]]:
+    """``edgefn run`` with these rules and functions (and ``workers``) on the broker at ``port``;
+    ``loop="uvloop"`` runs the manager on uvloop (bench/uvloop_run.py)."""
     config = folder / f"bench-{uuid.uuid4().hex[:6]}.yml"
     config.write_text(yaml.safe_dump({
         "hub": {"address": f"tcp://127.0.0.1:{port}", "clientid": f"bench-{uuid.uuid4().hex[:6]}"},
@@ -88,7 +89,8 @@ def edgefn(port: int, rules: list[dict], functions: list[dict], folder: Path,
     }))
     log = folder / f"{config.stem}.log"  # a file, not a pipe: nobody has to keep draining it
     with open(log, "wb") as stderr:
-        process = subprocess.Popen([sys.executable, "-m", "edgefn", "run", str(config)],
+        command = [str(BENCH / "uvloop_run.py")] if loop == "uvloop" else ["-m", "edgefn"]
+        process = subprocess.Popen([sys.executable, *command, "run", str(config)],
                                    stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True)
     try:
         deadline = time.monotonic() + 60

@@ -2,6 +2,7 @@
 
 Usage: python bench/throughput.py [--messages N] [--only python,node,sql] [--profile DIR]
                                   [--payload BYTES] [--max N] [--rules N] [--workers N]
+                                  [--loop asyncio|uvloop]
 
 Everything runs on one mosquitto in one run, on this machine's shared cores
 (broker, load generator and system under test are not pinned). Prints msg/s,
@@ -12,7 +13,9 @@ py-spy flame graphs of the manager and of one runtime into DIR. ``--payload``
 pads each message to about that many bytes, ``--max`` sets the functions'
 ``instance.max`` (min as well: all warm), ``--rules`` adds rules that share the
 function but get no traffic (what the rule count costs), ``--workers`` runs that
-many manager processes (``workers: N``; the per-process CPU lists each worker).
+many manager processes (``workers: N``; the per-process CPU lists each worker),
+``--loop uvloop`` also runs each edgefn path with the manager on uvloop (a line
+of its own, for comparison; needs ``.[bench]``).
 """
 
 from __future__ import annotations
@@ -46,7 +49,8 @@ def functions(which: list[str], instances: int = 2) -> list[dict]:
 
 
 async def main(count: int, which: list[str], profiles: Path | None, kind: str = "svg", *,
-               pad: int = 0, instances: int = 2, extra_rules: int = 0, workers: int = 1) -> None:
+               pad: int = 0, instances: int = 2, extra_rules: int = 0, workers: int = 1,
+               loops: tuple[str, ...] = ("asyncio",)) -> None:
     prefix = f"bench/{uuid.uuid4().hex[:6]}"
     results: list[tuple[Figures, dict[str, float]]] = []
     with broker() as mosquitto, tempfile.TemporaryDirectory() as folder:
@@ -59,21 +63,30 @@ async def main(count: int, which: list[str], profiles: Path | None, kind: str = 
                                    pad=pad)
             results.append((baseline, meter.per_message(baseline.messages)))
         for spec in functions(which, instances):
-            name = spec["name"]
-            source, target = f"{prefix}/{name}/in", f"{prefix}/{name}/out"
-            idle = [rule(f"{prefix}/{name}/idle/{i}", name, f"{prefix}/{name}/idle-out") for i in range(extra_rules)]
-            with edgefn(port, [rule(source, name, target), *idle], [spec], Path(folder), workers) as process:
-                await drive(port, source, target, min(count, 2000), name="warm-up", pad=pad)
-                meter = CpuMeter.for_edgefn(process.pid, mosquitto.process.pid)
-                meter.start()
-                with _profiled(profiles, spec["runtime"], meter, count, kind):
-                    figures = await drive(port, source, target, count, name=f"edgefn {spec['runtime']}", pad=pad)
-                results.append((figures, meter.per_message(figures.messages)))  # before the processes stop
+            for loop in loops:
+                results.append(await _edgefn_run(mosquitto.process.pid, port, prefix, spec, Path(folder), count, profiles, kind,
+                                                 pad=pad, extra_rules=extra_rules, workers=workers, loop=loop))
     print(f"\nthroughput, {count} QoS 1 messages (+{pad} bytes each), instance.max {instances}, "
           f"{1 + extra_rules} rules, {workers} worker{'s' if workers > 1 else ''}, one mosquitto, shared cores (nothing pinned)")
     for figures, cpu in results:
         print(f"  {figures.line()}   ratio {ratio(figures, baseline)}")
         print(f"      {cpu_line(cpu)}; system under test {sum(v for k, v in cpu.items() if k != 'broker'):.3f}")
+
+
+async def _edgefn_run(broker_pid: int, port: int, prefix: str, spec: dict, folder: Path, count: int, profiles: Path | None,
+                      kind: str, *, pad: int, extra_rules: int, workers: int, loop: str) -> tuple[Figures, dict[str, float]]:
+    """One edgefn path under load: its figures and each process's CPU per message."""
+    name = spec["name"]
+    source, target = f"{prefix}/{name}/{loop}/in", f"{prefix}/{name}/{loop}/out"
+    idle = [rule(f"{prefix}/{name}/idle/{i}", name, f"{prefix}/{name}/idle-out") for i in range(extra_rules)]
+    with edgefn(port, [rule(source, name, target), *idle], [spec], folder, workers, loop) as process:
+        await drive(port, source, target, min(count, 2000), name="warm-up", pad=pad)
+        meter = CpuMeter.for_edgefn(process.pid, broker_pid)
+        meter.start()
+        label = f"edgefn {spec['runtime']}" + (" (uvloop)" if loop == "uvloop" else "")
+        with _profiled(profiles if loop == "asyncio" else None, spec["runtime"], meter, count, kind):
+            figures = await drive(port, source, target, count, name=label, pad=pad)
+        return figures, meter.per_message(figures.messages)  # before the processes stop
 
 
 @contextlib.contextmanager
@@ -104,7 +117,9 @@ if __name__ == "__main__":
     parser.add_argument("--max", type=int, default=2, metavar="N", help="instance.min and max of the functions")
     parser.add_argument("--rules", type=int, default=1, metavar="N", help="rules in the config (1 gets traffic)")
     parser.add_argument("--workers", type=int, default=1, metavar="N", help="manager processes (workers: N)")
+    parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio",
+                        help="uvloop: also measure each path with the manager on uvloop")
     args = parser.parse_args()
     asyncio.run(main(args.messages, [name for name in args.only.split(",") if name], args.profile,
                      args.profile_format, pad=args.payload, instances=args.max, extra_rules=max(0, args.rules - 1),
-                     workers=args.workers))
+                     workers=args.workers, loops=("asyncio", "uvloop") if args.loop == "uvloop" else ("asyncio",)))
