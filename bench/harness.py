@@ -121,10 +121,10 @@ async def drive(port: int, source: str, target: str, count: int, *, rate: float 
     """
     marker = f"ready-{uuid.uuid4().hex[:8]}"
     sub = await asyncio.create_subprocess_exec(
-        "mosquitto_sub", "-p", str(port), "-t", target, "-q", "1", "-F", "%U %p",
-        stdout=asyncio.subprocess.PIPE)
+        "mosquitto_sub", "--nodelay", "-p", str(port), "-t", target, "-q", "1", "-F", "%U %p",
+        stdout=asyncio.subprocess.PIPE, limit=max(2**16, 2 * pad + 4096))  # a line per message, however big
     pub = await asyncio.create_subprocess_exec(
-        "mosquitto_pub", "-p", str(port), "-t", source, "-q", "1", "-l", stdin=asyncio.subprocess.PIPE)
+        "mosquitto_pub", "--nodelay", "-p", str(port), "-t", source, "-q", "1", "-l", stdin=asyncio.subprocess.PIPE)
     assert sub.stdout is not None and pub.stdin is not None
     latencies: list[float] = []
     try:
