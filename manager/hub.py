@@ -54,7 +54,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from edgefn.manager.link import HubDisconnected, HubError, Link
 from edgefn.manager.mqtt_internals import (
-    complete_unknown_pubrel, fail_connecting, lean_message_info, on_disconnected, release_sockets,
+    complete_unknown_pubrel, fail_connecting, lean_message_info, lean_packets, on_disconnected, release_sockets,
 )
 
 
@@ -354,6 +354,7 @@ class Hub:
         p.manual_ack_set(True)
         p.disable_logger()  # paho logs every packet at debug level; we log what matters
         complete_unknown_pubrel(p)
+        lean_packets(p)
         aiomqtt_on_connect = p.on_connect
 
         def on_connect(c: paho.Client, userdata: Any, flags: Any, reason: ReasonCode, props: Any = None) -> None:

@@ -11,10 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Any, Literal
 
 import aiomqtt
 import paho.mqtt.client as paho
+from paho.mqtt.matcher import MQTTMatcher
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 
 def paho_client(client: aiomqtt.Client) -> paho.Client:
@@ -119,3 +124,46 @@ def lean_message_info() -> None:
     """Make paho build :class:`_LeanMessageInfo` for every message (it looks the class up
     by name at each ``MQTTMessage`` and ``publish``). Idempotent; the manager's process only."""
     paho.MQTTMessageInfo = _LeanMessageInfo  # type: ignore[misc]
+
+
+class _LeanMatcher(MQTTMatcher):
+    """paho's topic matcher for ``message_callback_add``, which the hub never uses: with no
+    filter in it, a message's topic is not walked level by level to find none."""
+
+    def iter_match(self, topic: str) -> Iterator[Any]:
+        if not self._root._children and self._root._content is None:  # noqa: SLF001
+            return iter(())
+        return super().iter_match(topic)
+
+
+def lean_packets(client: paho.Client) -> None:
+    """Spare paho the per-packet work an MQTT 3.1.1 client does not need.
+
+    - A 3.1.1 PUBACK is two bytes, a packet id; paho decodes it into a fresh
+      ``ReasonCode`` and a fresh ``Properties`` (an MQTT 5 property table) each
+      time, about a tenth of the manager's CPU per message. Here it is read
+      directly, and paho's own ``_do_on_publish`` completes it with one shared
+      success code and one empty property set. PUBCOMP, MQTT 5 and a malformed
+      PUBACK go to paho's handler as before.
+    - The ``message_callback_add`` matcher is searched for every message even
+      when empty.
+    """
+    handle = client._handle_pubackcomp  # noqa: SLF001 - looked up on the instance per packet
+    success = ReasonCode(PacketTypes.PUBACK)
+    no_properties = Properties(PacketTypes.PUBACK)
+
+    def handle_pubackcomp(cmd: Literal["PUBACK", "PUBCOMP"]) -> paho.MQTTErrorCode:
+        packet = client._in_packet["packet"]  # noqa: SLF001 - the packet being handled
+        if cmd != "PUBACK" or client.protocol == paho.MQTTv5 or len(packet) != 2:
+            return handle(cmd)
+        mid = (packet[0] << 8) | packet[1]
+        with client._out_message_mutex:  # noqa: SLF001
+            if mid in client._out_messages:  # noqa: SLF001 - acknowledged once only, as paho does
+                return client._do_on_publish(mid, success, no_properties)  # noqa: SLF001
+        return paho.MQTT_ERR_SUCCESS
+
+    client._handle_pubackcomp = handle_pubackcomp  # type: ignore[method-assign]  # noqa: SLF001
+    if not isinstance(client._on_message_filtered, _LeanMatcher):  # noqa: SLF001
+        matcher = _LeanMatcher()
+        matcher._root = client._on_message_filtered._root  # noqa: SLF001 - keep what may be there
+        client._on_message_filtered = matcher  # noqa: SLF001

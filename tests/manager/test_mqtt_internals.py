@@ -84,3 +84,31 @@ def test_a_thread_waiting_for_a_lean_message_info_is_woken_when_it_is_published(
     info._set_as_published()  # noqa: SLF001
     waiting.join(5)
     assert not waiting.is_alive()
+
+
+def test_a_lean_puback_completes_the_publish_once_as_paho_would() -> None:
+    source = inspect.getsource(paho.Client._packet_handle)
+    assert 'self._handle_pubackcomp("PUBACK")' in source  # looked up on the instance: wrapping works
+    p = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="pin", protocol=paho.MQTTv311)
+    for name in ("_out_messages", "_out_message_mutex", "_in_packet", "_do_on_publish", "_on_message_filtered"):
+        assert hasattr(p, name), name
+    published: list[tuple[int, bool]] = []
+    p.on_publish = lambda _c, _u, mid, reason, _props: published.append((mid, reason.is_failure))
+    message = paho.MQTTMessage(mid=7, topic=b"t")
+    message.qos = 1
+    p._out_messages[7] = message  # noqa: SLF001 - what publish() records while the PUBACK is due
+    mqtt_internals.lean_packets(p)
+    p._in_packet["packet"] = b"\x00\x07"  # noqa: SLF001 - a PUBACK for mid 7
+    assert p._handle_pubackcomp("PUBACK") == paho.MQTT_ERR_SUCCESS  # noqa: SLF001
+    assert published == [(7, False)] and 7 not in p._out_messages  # noqa: SLF001
+    assert message.info.is_published()
+    p._handle_pubackcomp("PUBACK")  # noqa: SLF001 - a duplicate: nothing more
+    assert published == [(7, False)]
+
+
+def test_the_lean_matcher_finds_nothing_quickly_and_still_matches_added_callbacks() -> None:
+    p = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="pin", protocol=paho.MQTTv311)
+    mqtt_internals.lean_packets(p)
+    assert list(p._on_message_filtered.iter_match("a/b")) == []  # noqa: SLF001
+    p.message_callback_add("a/#", print)
+    assert list(p._on_message_filtered.iter_match("a/b")) == [print]  # noqa: SLF001
