@@ -37,6 +37,7 @@ from dataclasses import dataclass, replace
 from typing import BinaryIO
 
 from edgefn.manager.config import Config, MetricsConfig, RuleConfig, TopicConfig
+from edgefn.runtimes.orphan import wait_for_eof
 
 __all__ = ["WorkerSpec", "shared_filter", "worker_clientid", "worker_config"]
 
@@ -139,11 +140,7 @@ def _tag_records(index: int) -> None:
 
 def _watch_supervisor() -> None:
     """EOF on stdin: the supervisor is gone; stop as on SIGTERM (a graceful drain)."""
-    try:
-        while os.read(0, 65536):
-            pass
-    except OSError:
-        pass
+    wait_for_eof()
     os.kill(os.getpid(), signal.SIGTERM)
 
 

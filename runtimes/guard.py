@@ -22,6 +22,8 @@ import subprocess
 import sys
 import threading
 
+from edgefn.runtimes.orphan import wait_for_eof
+
 
 def main(argv: list[str]) -> int:
     if not argv:
@@ -40,11 +42,7 @@ def main(argv: list[str]) -> int:
 
 def _watch_parent() -> None:
     """EOF on stdin: the manager is gone; take the runtime and all it started along."""
-    try:
-        while os.read(0, 65536):
-            pass
-    except OSError:
-        pass
+    wait_for_eof()
     os.killpg(0, signal.SIGKILL)
 
 

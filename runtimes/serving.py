@@ -47,6 +47,7 @@ import orjson
 from edgefn.manager.addresses import parse_target, unix_path
 from edgefn.manager.units import parse_size
 from edgefn.runtimes.faults import UNAVAILABLE_FAULT, Fault
+from edgefn.runtimes.orphan import wait_for_eof
 from edgefn.wire.limits import DEFAULT_MESSAGE_MAX, size_options
 
 if TYPE_CHECKING:  # serving imports them: a --check never does
@@ -231,11 +232,7 @@ def _watch_parent() -> None:
     """
 
     def watch() -> None:
-        try:
-            while os.read(0, 65536):
-                pass
-        except OSError:
-            pass
+        wait_for_eof()
         if os.getpgid(0) == os.getpid():  # we lead our group: take the handler's children along
             os.killpg(0, signal.SIGKILL)
         os._exit(EXIT_OK)
