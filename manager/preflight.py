@@ -119,7 +119,7 @@ class _Spawning:
 
     async def wait(self, loads: asyncio.Future[Any]) -> None:
         """Until every process is spawned, or the loads ended first (a start that failed early)."""
-        done = asyncio.ensure_future(self._done.wait())
+        done = asyncio.create_task(self._done.wait(), name="start-check:spawned")
         try:
             await asyncio.wait((done, loads), return_when=asyncio.FIRST_COMPLETED)
         finally:
