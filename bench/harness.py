@@ -80,7 +80,8 @@ def forwarder(port: int, source: str, target: str) -> Iterator[subprocess.Popen[
 def edgefn(port: int, rules: list[dict], functions: list[dict], folder: Path,
            workers: int = 1, loop: str = "asyncio") -> Iterator[subprocess.Popen[bytes]]:
     """``edgefn run`` with these rules and functions (and ``workers``) on the broker at ``port``;
-    ``loop="uvloop"`` runs the manager on uvloop (bench/uvloop_run.py)."""
+    ``loop="uvloop"`` runs the manager on uvloop (bench/uvloop_run.py). Its log goes to a file in
+    ``folder`` at level info, or ``$BENCH_LOG`` (``BENCH_LOG=debug`` shows why a start failed)."""
     config = folder / f"bench-{uuid.uuid4().hex[:6]}.yml"
     config.write_text(yaml.safe_dump({
         "hub": {"address": f"tcp://127.0.0.1:{port}", "clientid": f"bench-{uuid.uuid4().hex[:6]}"},

@@ -55,8 +55,8 @@ from paho.mqtt.reasoncodes import ReasonCode
 from edgefn.manager.link import HubDisconnected, HubError, Link
 from edgefn.manager.mqtt_internals import (
     complete_unknown_pubrel, fail_connecting, lean_message_info, lean_packets, on_disconnected, release_sockets,
+    tcp_socket,
 )
-
 
 if TYPE_CHECKING:
     from edgefn.manager.config import HubConfig
@@ -470,9 +470,7 @@ def tls_context(config: HubConfig) -> ssl.SSLContext:
 
 def _set_nodelay(sock: Any) -> None:
     """Disable Nagle: with the broker's delayed ACKs a lone PUBACK waits ~40 ms."""
-    raw = getattr(sock, "_socket", sock)  # paho wraps websockets around the socket
-    if isinstance(raw, socket.socket):
-        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    _set_tcp_option(sock, socket.TCP_NODELAY)
 
 
 def _ack_now(sock: Any) -> None:
@@ -482,7 +480,12 @@ def _ack_now(sock: Any) -> None:
     default) holds the first message for a new subscription behind its
     unacknowledged SUBACK: the first message would wait ~40 ms. Linux only.
     """
-    raw = getattr(sock, "_socket", sock)
     quickack = getattr(socket, "TCP_QUICKACK", None)
-    if quickack is not None and isinstance(raw, socket.socket):
-        raw.setsockopt(socket.IPPROTO_TCP, quickack, 1)
+    if quickack is not None:
+        _set_tcp_option(sock, quickack)
+
+
+def _set_tcp_option(sock: Any, option: int) -> None:
+    raw = tcp_socket(sock)
+    if raw is not None:
+        raw.setsockopt(socket.IPPROTO_TCP, option, 1)

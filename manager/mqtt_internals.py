@@ -10,6 +10,7 @@ upgrade removes one of them.
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any, Literal
@@ -42,6 +43,13 @@ def fail_connecting(client: aiomqtt.Client, error: aiomqtt.MqttError) -> None:
 def on_disconnected(client: aiomqtt.Client, callback: Callable[[asyncio.Future[None]], object]) -> None:
     """Call ``callback`` with aiomqtt's "disconnected" future when the connection is lost."""
     client._disconnected.add_done_callback(callback)  # noqa: SLF001
+
+
+def tcp_socket(sock: Any) -> socket.socket | None:
+    """The TCP socket under what ``paho.Client.socket()`` returns (paho wraps a websocket
+    connection around it), or None when there is none (not connected)."""
+    raw = getattr(sock, "_socket", sock)  # paho's WebsocketWrapper keeps it there
+    return raw if isinstance(raw, socket.socket) else None
 
 
 def release_sockets(client: paho.Client) -> None:

@@ -236,7 +236,7 @@ class Pool:
         return pick(self._instances, self._concurrency, pipelined)
 
     def _pipelining(self) -> bool:
-        """Whether calls may queue in runtimes now: every instance is busy, calls are short."""
+        """Whether calls may queue in runtimes now: no instance is starting, and calls are short."""
         return not self._starting and self._typical < PIPELINE_SHORT
 
     async def _lend(self) -> Instance:

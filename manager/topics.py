@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 __all__ = [
     "CLIENTID", "FUNCTION", "TOPIC", "Template", "TemplateError", "compile_template",
-    "filter_depth", "invalid_topic", "strip_shared", "topic_matches",
+    "filter_depth", "invalid_topic", "shared_filter", "strip_shared", "topic_matches",
 ]
 
 # Slots that are not levels (levels are the ints 1, 2, ...).
@@ -145,6 +145,15 @@ def invalid_topic(topic: str) -> str | None:
     if len(topic) > 16383 and len(topic.encode()) > 65535:  # any char is at most 4 bytes
         return "it is longer than 65535 bytes"
     return None
+
+
+def shared_filter(pattern: str, group: str) -> str:
+    """``pattern`` as a shared subscription of ``group`` (as it is if it is shared already)."""
+    if strip_shared(pattern) != pattern:
+        return pattern
+    # A share name is one topic level: no separator and no wildcard.
+    name = group.replace("/", "_").replace("+", "_").replace("#", "_") or "edgefn"
+    return f"$share/{name}/{pattern}"
 
 
 def strip_shared(pattern: str) -> str:

@@ -37,6 +37,7 @@ from dataclasses import dataclass, replace
 from typing import BinaryIO
 
 from edgefn.manager.config import Config, MetricsConfig, RuleConfig, TopicConfig
+from edgefn.manager.topics import shared_filter
 from edgefn.runtimes.orphan import wait_for_eof
 
 __all__ = ["WorkerSpec", "shared_filter", "worker_clientid", "worker_config"]
@@ -81,15 +82,6 @@ def _read_exactly(stream: BinaryIO, size: int) -> bytes:
 def worker_clientid(clientid: str, index: int) -> str:
     """The MQTT client id of worker ``index``'s connection for the configured ``clientid``."""
     return f"{clientid}-{index}"
-
-
-def shared_filter(topic: str, clientid: str) -> str:
-    """``topic`` as a shared subscription of the group named after ``clientid`` (kept if already shared)."""
-    if topic.startswith(("$share/", "$queue/")):
-        return topic
-    # A share name is one topic level: no separator and no wildcard.
-    group = clientid.replace("/", "_").replace("+", "_").replace("#", "_") or "edgefn"
-    return f"$share/{group}/{topic}"
 
 
 def worker_config(config: Config, index: int) -> Config:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import socket
 import threading
 from importlib.metadata import version
 
@@ -112,3 +113,13 @@ def test_the_lean_matcher_finds_nothing_quickly_and_still_matches_added_callback
     assert list(p._on_message_filtered.iter_match("a/b")) == []  # noqa: SLF001
     p.message_callback_add("a/#", print)
     assert list(p._on_message_filtered.iter_match("a/b")) == [print]  # noqa: SLF001
+
+
+def test_the_tcp_socket_is_found_under_pahos_websocket_wrapper() -> None:
+    assert "self._socket = socket" in inspect.getsource(paho._WebsocketWrapper.__init__)  # noqa: SLF001
+    with socket.socket() as raw:
+        assert mqtt_internals.tcp_socket(raw) is raw
+        wrapper = paho._WebsocketWrapper.__new__(paho._WebsocketWrapper)  # noqa: SLF001 - no handshake here
+        wrapper._socket = raw  # noqa: SLF001 - what its __init__ keeps
+        assert mqtt_internals.tcp_socket(wrapper) is raw
+    assert mqtt_internals.tcp_socket(None) is None  # not connected
