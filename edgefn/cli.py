@@ -106,22 +106,32 @@ def _load(path: str) -> object | None:
 def _run(args: argparse.Namespace) -> int:
     import gc
 
+    from edgefn.manager import standby
+
+    # A Python runtime imports its serving stack on the other core while this
+    # process loads the config; the first Python instance takes it over.
+    standby.start()
     # Start-up allocates what lives as long as the manager: collecting meanwhile is
     # wasted work on the way to the first answer (serve freezes it all once started).
     gc.disable()
-    config = _load(args.config)
-    if config is None:
-        return EXIT_PROBLEMS
-    from edgefn.manager.preflight import StartRefused
-    from edgefn.manager.serve import serve
-
-    # run refuses what check would refuse: a handler that does not load never starts a service.
-    # Its min instances start first, and their start is the check (preflight.py).
     try:
-        return serve(config, level=args.log_level)  # type: ignore[arg-type]
-    except StartRefused as refused:
-        _report(args.config, refused.problems)
-        return EXIT_PROBLEMS
+        config = _load(args.config)
+        if config is None:
+            return EXIT_PROBLEMS
+        if config.workers > 1 or not any(function.runtime == "python" for function in config.functions):  # type: ignore[attr-defined]
+            standby.release()  # nothing here would take it (workers start their own instances)
+        from edgefn.manager.preflight import StartRefused
+        from edgefn.manager.serve import serve
+
+        # run refuses what check would refuse: a handler that does not load never starts a service.
+        # Its min instances start first, and their start is the check (preflight.py).
+        try:
+            return serve(config, level=args.log_level)  # type: ignore[arg-type]
+        except StartRefused as refused:
+            _report(args.config, refused.problems)
+            return EXIT_PROBLEMS
+    finally:
+        standby.release()
 
 
 def _dev(args: argparse.Namespace) -> int:

@@ -12,17 +12,26 @@ import re
 import shlex
 import shutil
 import subprocess
+import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from edgefn.manager.config import FunctionConfig
 from edgefn.manager.errors import EdgefnError
+
+if TYPE_CHECKING:  # light to import: the standby runtime starts from here before the config loads
+    from edgefn.manager.config import FunctionConfig
 
 NODE_ENTRY = Path(__file__).resolve().parent.parent / "runtimes" / "node" / "index.js"
 NODE_MIN_MAJOR = 18
 
+# -P: the codedir (cwd) must not shadow the runtime's own imports (grpc, orjson).
+PYTHON_ARGV = (sys.executable, "-P", "-m", "edgefn.runtimes.python")
+
 # What a function sees of the manager's environment: enough to run, never its secrets.
 BASE_KEYS = ("PATH", "HOME", "LANG", "TZ", "TMPDIR")
+# What every Python instance is told, whatever its function.
+PYTHON_FLAGS = {"EDGEFN_PARENT_PIPE": "1", "PYTHONUNBUFFERED": "1"}
 
 
 class LaunchError(EdgefnError):
@@ -65,8 +74,7 @@ def instance_env(
     pass: never its secrets, nor its own ``EDGEFN_*`` settings. The address is
     given under Baetyl's names too, so Baetyl's runtimes run unchanged.
     """
-    parent = os.environ if parent is None else parent
-    env = {key: value for key, value in parent.items() if key in BASE_KEYS or key.startswith("LC_")}
+    env = base_env(os.environ if parent is None else parent)
     env.update(function.env)
     env.update(
         {
@@ -77,10 +85,14 @@ def instance_env(
             "EDGEFN_FUNCTION_HANDLER": function.handler,
             "EDGEFN_FUNCTION_CODEDIR": str(function.codedir or ""),
             "EDGEFN_MESSAGE_MAX": str(function.instance.message_max),
-            "EDGEFN_PARENT_PIPE": "1",
-            "PYTHONUNBUFFERED": "1",
+            **PYTHON_FLAGS,
         }
     )
     if extra:
         env.update(extra)
     return env
+
+
+def base_env(parent: Mapping[str, str]) -> dict[str, str]:
+    """What passes of ``parent`` (the manager's environment) to every instance: PATH, HOME, LANG, LC_*, TZ, TMPDIR."""
+    return {key: value for key, value in parent.items() if key in BASE_KEYS or key.startswith("LC_")}

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import orjson
 
+from edgefn.manager import standby
 from edgefn.manager.identity import Identity
 from edgefn.manager.logs import OutputRelay
 from edgefn.runtimes import faults
@@ -97,6 +98,60 @@ class _Protocol(asyncio.subprocess.SubprocessStreamProtocol):
         self._exit_callback(self._process.get_returncode() if self._process is not None else None)
 
 
+class _Adopted:
+    """What :class:`RuntimeProcess` uses of a subprocess transport and its protocol, for the
+    standby runtime it took over: stdout and stderr read on the loop, the exit seen on a pidfd."""
+
+    def __init__(self, started: standby.Standby, on_exit: Callable[[int | None], None],
+                 loop: asyncio.AbstractEventLoop) -> None:
+        self._started = started
+        self._on_exit = on_exit
+        self._loop = loop
+        self._returncode: int | None = None
+        self.stdout = asyncio.StreamReader(limit=2**16, loop=loop)
+        self.stderr = asyncio.StreamReader(limit=2**16, loop=loop)
+        self._pipes: list[asyncio.BaseTransport] = []
+
+    async def connect(self) -> None:
+        for fd, reader in ((self._started.stdout, self.stdout), (self._started.stderr, self.stderr)):
+            transport, _ = await self._loop.connect_read_pipe(
+                lambda reader=reader: asyncio.StreamReaderProtocol(reader, loop=self._loop),  # type: ignore[misc]
+                os.fdopen(fd, "rb", buffering=0))
+            self._pipes.append(transport)
+        self._loop.add_reader(self._started.pidfd, self._reap)
+
+    def get_pid(self) -> int:
+        return self._started.pid
+
+    def get_returncode(self) -> int | None:
+        return self._returncode
+
+    def send_signal(self, signum: int) -> None:
+        if self._returncode is None:  # not reaped: the pid is still ours
+            os.kill(self._started.pid, signum)
+
+    def close(self) -> None:
+        if self._returncode is None:
+            self.send_signal(signal.SIGKILL)
+            self._wait()
+        for pipe in self._pipes:
+            pipe.close()
+        if self._pipes:  # once: stdin was held open until now (its EOF tells the runtime we are gone)
+            self._pipes.clear()
+            os.close(self._started.stdin)
+
+    def _reap(self) -> None:
+        """The pidfd turned readable: the process has exited."""
+        self._wait()
+        self._on_exit(self._returncode)
+
+    def _wait(self) -> None:
+        self._loop.remove_reader(self._started.pidfd)
+        _, status = os.waitpid(self._started.pid, 0)  # it has exited (or was just killed): no wait
+        os.close(self._started.pidfd)
+        self._returncode = os.waitstatus_to_exitcode(status)
+
+
 class RuntimeProcess:
     """One runtime process: spawn, (handshake), relay its output, signal it, see it exit.
 
@@ -122,8 +177,8 @@ class RuntimeProcess:
         self._on_exit = on_exit
         # instance.user/group: started as that uid and gid, without the manager's groups.
         self._as = identity.spawn_options() if identity is not None and identity.differs() else {}
-        self._transport: asyncio.SubprocessTransport | None = None
-        self._protocol: _Protocol | None = None
+        self._transport: asyncio.SubprocessTransport | _Adopted | None = None
+        self._protocol: _Protocol | _Adopted | None = None
         self._relays: set[asyncio.Task[None]] = set()
         self._output = OutputRelay(log, name)  # stdout and stderr share one cap
 
@@ -132,9 +187,22 @@ class RuntimeProcess:
         return self.exit.is_set()
 
     async def spawn(self) -> None:
-        """Start the process and relay its stderr; raises ``OSError`` when it cannot be executed."""
+        """Start the process (or adopt the standby runtime) and relay its stderr; raises ``OSError``
+        when it cannot be executed."""
         loop = asyncio.get_running_loop()
-        self._transport, self._protocol = await loop.subprocess_exec(
+        cwd = None if self._cwd is None else str(self._cwd)
+        if (started := standby.take(self._argv, cwd, self._env, self._as)) is not None:
+            adopted = _Adopted(started, self._exited, loop)
+            await adopted.connect()
+            self._transport = self._protocol = adopted
+        else:
+            self._transport, self._protocol = await self._exec(loop)
+        self.pid = self._transport.get_pid()
+        assert self._protocol.stderr is not None
+        self._relay(self._protocol.stderr, "stderr")
+
+    async def _exec(self, loop: asyncio.AbstractEventLoop) -> tuple[asyncio.SubprocessTransport, _Protocol]:
+        return await loop.subprocess_exec(
             lambda: _Protocol(self._exited, loop),
             *self._argv,
             cwd=self._cwd,
@@ -145,9 +213,6 @@ class RuntimeProcess:
             start_new_session=True,  # its own process group: a terminal's Ctrl-C reaches only the manager
             **self._as,
         )
-        self.pid = self._transport.get_pid()
-        assert self._protocol.stderr is not None
-        self._relay(self._protocol.stderr, "stderr")
 
     async def handshake(self) -> Handshake:
         """Read the handshake line; raise its load fault, or a crash fault if the process ends first."""

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from edgefn.manager.config import FunctionConfig
 from edgefn.manager.errors import EdgefnError
-from edgefn.manager.launch import LaunchError
+from edgefn.manager.launch import PYTHON_ARGV, LaunchError
 from edgefn.manager.message import Call
 from edgefn.manager.metrics import FunctionStats, Metrics
 from edgefn.runtimes import faults
@@ -125,8 +125,7 @@ def _anything(handler: str) -> str | None:
 
 
 def _python_launch(function: FunctionConfig) -> Launch:
-    # -P: the codedir (cwd) must not shadow the runtime's own imports (grpc, orjson).
-    return Launch((sys.executable, "-P", "-m", "edgefn.runtimes.python"))
+    return Launch(PYTHON_ARGV)
 
 
 def _node_argv() -> tuple[str, ...]:

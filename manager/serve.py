@@ -16,7 +16,7 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable
 
-from edgefn.manager import logs
+from edgefn.manager import logs, standby
 from edgefn.manager.config import Config
 from edgefn.manager.errors import EdgefnError, user_errors
 from edgefn.manager.leftovers import private_dir
@@ -85,9 +85,13 @@ async def _main(config: Config, dev: bool) -> int:
 
 
 def _settled() -> None:
-    """Everything started: what start-up allocated lives on, so no collection scans it again."""
+    """Everything started: what start-up allocated lives on, so no collection scans it again.
+
+    A standby runtime nobody took yet is kept a little longer, for a ``min: 0`` function's first message.
+    """
     gc.freeze()
     gc.enable()
+    standby.release(after=standby.KEEP)
 
 
 def _failed(exc: Exception) -> int:

@@ -21,7 +21,7 @@ import pytest
 from support.broker import Mosquitto
 from support.manager import ManagerProcess, python_function, write_config
 from support.mqtt import Probe
-from support.processes import alive, children
+from support.processes import alive, children, unix_sockets
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -93,9 +93,7 @@ async def test_no_runtime_outlives_a_manager_killed_with_sigkill(mosquitto: Mosq
         runtimes = children(manager.process.pid)
         assert len(runtimes) == 3
         for pid in runtimes:
-            with open(f"/proc/{pid}/environ", "rb") as environ:
-                address = next(v for v in environ.read().split(b"\0") if v.startswith(b"EDGEFN_INSTANCE_ADDRESS="))
-            socket = Path(address.split(b"=", 1)[1].decode().removeprefix("unix:"))
+            (socket,) = unix_sockets(pid)  # listening, and the manager's connection to it
             assert socket.parent.stat().st_mode & 0o777 == 0o700, "instances' sockets are private"
         os.kill(manager.process.pid, signal.SIGKILL)
         manager.process.wait(10)

@@ -31,6 +31,24 @@ def children(pid: int) -> set[int]:
     return found
 
 
+def unix_sockets(pid: int) -> set[Path]:
+    """The paths of the named unix sockets that process ``pid`` holds open (what it listens on, say).
+
+    From its fds and /proc/net/unix, not from its environment: a runtime that
+    was a standby took its environment on after it started, which
+    /proc/PID/environ does not show.
+    """
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        with contextlib.suppress(OSError):
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            if target.startswith("socket:["):
+                inodes.add(target[len("socket:["):-1])
+    with open("/proc/net/unix") as table:
+        rows = [line.split() for line in table.read().splitlines()[1:]]
+    return {Path(row[7]) for row in rows if len(row) > 7 and row[6] in inodes and row[7].startswith("/")}
+
+
 def alive(pid: int) -> bool:
     """True while ``pid`` exists and is not a zombie."""
     fields = _stat(pid)

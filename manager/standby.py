@@ -1,0 +1,143 @@
+"""A Python runtime started before the config loads, for the first Python instance to adopt.
+
+A Python runtime spends most of its start importing asyncio, grpc and
+protobuf; so does the manager, before it knows which functions to start.
+``edgefn run`` therefore starts one *standby* runtime first thing (:func:`start`):
+it imports the serving stack on the other core while the manager loads the
+config, then waits on stdin for a function. The first Python instance whose
+start would be the same as the standby's takes it over (:func:`take`): the
+manager writes the instance's working folder and environment as one JSON line,
+and from there on the process is that instance, handshake included.
+
+"The same" means: the Python runtime's command line, no ``instance.user``,
+and the same environment where a process reads it at start (``PYTHON*``,
+``LD_*``, the locale, ``HOME``). Anything else starts as before. An unused
+standby is killed (:func:`release`): at once when no function can use it, else a
+few seconds after the manager is ready, so a ``min: 0`` function's first
+message still finds it, and an idle manager keeps no process it did not ask for.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from edgefn.manager.launch import PYTHON_ARGV, PYTHON_FLAGS, base_env
+
+# How long an unused standby outlives "edgefn ready": time for a min-0 function's first message.
+KEEP = 10.0
+# Environment read while a process starts (interpreter, loader, libc locale, user site):
+# an instance whose values differ cannot be an already-started process.
+_STARTUP_KEYS = ("PYTHON", "LD_", "LC_", "LANG", "HOME", "MALLOC_", "GLIBC_")
+
+
+@dataclass(frozen=True)
+class Standby:
+    """A started standby runtime: its pid, a pidfd for its exit, and our ends of its pipes."""
+
+    pid: int
+    pidfd: int
+    stdin: int
+    stdout: int
+    stderr: int
+    env: Mapping[str, str]
+
+    def fits(self, argv: Sequence[str], env: Mapping[str, str], spawn_options: Mapping[str, Any]) -> bool:
+        """Whether an instance launched as ``argv`` with ``env`` would start exactly as this process did."""
+        return tuple(argv) == PYTHON_ARGV and not spawn_options and _startup(env) == _startup(self.env)
+
+    def assign(self, cwd: str | None, env: Mapping[str, str]) -> None:
+        """Tell the standby which instance it is: one JSON line on its stdin (which stays open)."""
+        import orjson
+
+        line = orjson.dumps({"cwd": cwd, "env": dict(env)}) + b"\n"
+        while line:  # a pipe takes a line this short at once; the loop is for form
+            line = line[os.write(self.stdin, line):]
+
+    def kill(self) -> None:
+        """Kill it and reap it, and close our ends of its pipes."""
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+            # Blocking, but only for the kernel to tear a killed process down (well under a millisecond).
+            os.waitpid(self.pid, 0)
+        except ChildProcessError:
+            pass
+        for fd in (self.pidfd, self.stdin, self.stdout, self.stderr):
+            os.close(fd)
+
+
+_current: Standby | None = None
+_timer: Any = None  # the loop's TimerHandle of a delayed release
+
+
+def start() -> None:
+    """Start the standby runtime (once; nothing where pidfds or posix_spawn are missing)."""
+    global _current
+    if _current is not None or not hasattr(os, "pidfd_open") or not hasattr(os, "posix_spawn"):
+        return
+    env = {**base_env(os.environ), **PYTHON_FLAGS, "EDGEFN_STANDBY": "1"}
+    pipes = [os.pipe() for _ in range(3)]  # non-inheritable: only the dup2'd ends reach the child
+    ours = (pipes[0][1], pipes[1][0], pipes[2][0])
+    theirs = (pipes[0][0], pipes[1][1], pipes[2][1])
+    try:
+        pid = os.posix_spawn(
+            PYTHON_ARGV[0], PYTHON_ARGV, env,
+            file_actions=[(os.POSIX_SPAWN_DUP2, fd, number) for number, fd in enumerate(theirs)],
+            setsid=True,  # its own session, as every instance: a terminal's Ctrl-C reaches only the manager
+        )
+        pidfd = os.pidfd_open(pid)
+    except OSError:
+        for fd in (*ours, *theirs):
+            os.close(fd)
+        return
+    for fd in theirs:
+        os.close(fd)
+    _current = Standby(pid, pidfd, *ours, env=env)
+
+
+def take(argv: Sequence[str], cwd: str | None, env: Mapping[str, str],
+         spawn_options: Mapping[str, Any]) -> Standby | None:
+    """The standby, assigned to the instance described, if it fits it (then it is no longer standing by)."""
+    global _current
+    standby = _current
+    if standby is None or not standby.fits(argv, env, spawn_options) or (cwd is not None and not os.path.isdir(cwd)):
+        return None
+    _current = None
+    _cancel_timer()
+    standby.assign(cwd, env)
+    return standby
+
+
+def release(after: float = 0.0) -> None:
+    """Kill an unused standby now, or ``after`` seconds from now (on the running loop)."""
+    global _timer
+    _cancel_timer()
+    if _current is None:
+        return
+    if after <= 0:
+        _kill()
+        return
+    import asyncio
+
+    _timer = asyncio.get_running_loop().call_later(after, _kill)
+
+
+def _kill() -> None:
+    global _current, _timer
+    standby, _current, _timer = _current, None, None
+    if standby is not None:
+        standby.kill()
+
+
+def _cancel_timer() -> None:
+    global _timer
+    if _timer is not None:
+        _timer.cancel()
+        _timer = None
+
+
+def _startup(env: Mapping[str, str]) -> dict[str, str]:
+    return {key: value for key, value in env.items() if key.startswith(_STARTUP_KEYS)}
