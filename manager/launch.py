@@ -8,10 +8,6 @@ the environment.
 from __future__ import annotations
 
 import os
-import re
-import shlex
-import shutil
-import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,7 +15,9 @@ from typing import TYPE_CHECKING
 
 from edgefn.manager.errors import EdgefnError
 
-if TYPE_CHECKING:  # light to import: the standby runtime starts from here before the config loads
+# Light to import (re, shlex, shutil, subprocess are imported where used): the
+# standby runtime (standby.py) starts from here before anything else loads.
+if TYPE_CHECKING:
     from edgefn.manager.config import FunctionConfig
 
 NODE_ENTRY = Path(__file__).resolve().parent.parent / "runtimes" / "node" / "index.js"
@@ -40,6 +38,10 @@ class LaunchError(EdgefnError):
 
 def node_executable() -> str:
     """The path of a usable ``node`` (≥ 18) with the runtime's packages installed."""
+    import re
+    import shutil
+    import subprocess
+
     node = shutil.which("node")
     if node is None:
         raise LaunchError(
@@ -57,6 +59,8 @@ def node_executable() -> str:
 
 def npm_command() -> str:
     """The exact command that installs the Node runtime's packages where this edgefn is installed."""
+    import shlex
+
     folder = shlex.quote(str(NODE_ENTRY.parent))
     return f"npm ci --omit=dev --prefix {folder}"
 
