@@ -54,8 +54,8 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from edgefn.manager.link import HubDisconnected, HubError, Link
 from edgefn.manager.mqtt_internals import (
-    complete_unknown_pubrel, fail_connecting, lean_message_info, lean_packets, on_disconnected, release_sockets,
-    tcp_socket,
+    complete_unknown_pubrel, fail_connecting, lean_message_info, lean_packets, on_disconnected, prompt_writes,
+    release_sockets, tcp_socket,
 )
 
 if TYPE_CHECKING:
@@ -355,6 +355,7 @@ class Hub:
         p.disable_logger()  # paho logs every packet at debug level; we log what matters
         complete_unknown_pubrel(p)
         lean_packets(p)
+        prompt_writes(client)
         aiomqtt_on_connect = p.on_connect
 
         def on_connect(c: paho.Client, userdata: Any, flags: Any, reason: ReasonCode, props: Any = None) -> None:

@@ -175,3 +175,44 @@ def lean_packets(client: paho.Client) -> None:
         matcher = _LeanMatcher()
         matcher._root = client._on_message_filtered._root  # noqa: SLF001 - keep what may be there
         client._on_message_filtered = matcher  # noqa: SLF001
+
+
+def prompt_writes(client: aiomqtt.Client) -> None:
+    """Send what paho queues at the end of the loop iteration that queued it.
+
+    paho asks for a writer when it queues a packet; aiomqtt answers with
+    ``call_soon_threadsafe(add_writer)``, since paho may ask from the connect
+    thread. On the loop's own thread that costs every burst of packets (a
+    result's PUBLISH, an input's PUBACK) a byte through the loop's self-pipe,
+    a wake-up, two ``epoll_ctl`` and one more loop iteration before the packet
+    leaves. There, one ``call_soon`` of a flush does instead: it writes what is
+    queued, and only what the socket does not take waits for a writer.
+    Off the loop's thread, aiomqtt's way stays. Call it on the loop's thread.
+    """
+    p = paho_client(client)
+    loop = client_loop(client)
+    loop_thread = threading.get_ident()
+    queued_from_elsewhere = p.on_socket_register_write  # aiomqtt's
+    disconnected = client._disconnected  # noqa: SLF001 - what aiomqtt fails when a write fails
+
+    def write() -> None:
+        try:
+            p.loop_write()
+        except Exception as exc:  # as aiomqtt's writer: a failed write means the connection broke
+            if not disconnected.done():
+                disconnected.set_exception(exc)
+
+    def flush() -> None:
+        write()
+        sock = p.socket()
+        # A partial write leaves paho "registered" without asking again: the writer is ours to add.
+        if p.want_write() and sock is not None:
+            loop.add_writer(sock.fileno(), write)
+
+    def register_write(c: paho.Client, userdata: Any, sock: Any) -> None:
+        if threading.get_ident() == loop_thread:
+            loop.call_soon(flush)
+        else:
+            queued_from_elsewhere(c, userdata, sock)
+
+    p.on_socket_register_write = register_write

@@ -123,3 +123,48 @@ def test_the_tcp_socket_is_found_under_pahos_websocket_wrapper() -> None:
         wrapper._socket = raw  # noqa: SLF001 - what its __init__ keeps
         assert mqtt_internals.tcp_socket(wrapper) is raw
     assert mqtt_internals.tcp_socket(None) is None  # not connected
+
+
+def test_paho_asks_for_a_writer_once_until_it_has_written_everything() -> None:
+    """prompt_writes relies on it: after a partial write paho does not ask again, so the flush adds the writer."""
+    queue = inspect.getsource(paho.Client._packet_queue)
+    assert "self._on_socket_register_write is None" in queue, "with the callback set, paho never writes itself"
+    assert "self._call_socket_register_write()" in queue
+    register = inspect.getsource(paho.Client._call_socket_register_write)
+    assert "self._registered_write" in register and "return" in register
+    assert "self._call_socket_unregister_write()" in inspect.getsource(paho.Client.loop_write)
+
+
+async def test_prompt_writes_send_at_once_and_finish_a_write_the_socket_did_not_take(mosquitto, topic) -> None:
+    loop = asyncio.get_running_loop()
+    writers: list[int] = []
+    add_writer = loop.add_writer
+
+    def counting(fd: int, callback: object, *args: object) -> None:
+        writers.append(fd)
+        add_writer(fd, callback, *args)  # type: ignore[arg-type]
+
+    async with aiomqtt.Client("127.0.0.1", mosquitto.port) as listener:
+        await listener.subscribe(f"{topic}/#", qos=1)
+        client = aiomqtt.Client("127.0.0.1", mosquitto.port)
+        mqtt_internals.prompt_writes(client)
+        async with client:
+            fd = mqtt_internals.paho_client(client).socket().fileno()  # the listener's PUBACKs go aiomqtt's way
+            loop.add_writer = counting  # type: ignore[method-assign]
+            try:
+                for n in range(20):
+                    await client.publish(f"{topic}/small", str(n), qos=1)
+                assert fd not in writers, "small packets leave from the flush, with no writer"
+                big = b"x" * (16 * 2**20)  # more than a socket takes at once
+                await asyncio.wait_for(client.publish(f"{topic}/big", big, qos=1), 20)
+                assert fd in writers, "the rest of a partial write waits for a writer"
+            finally:
+                del loop.add_writer
+        received = []
+        async with asyncio.timeout(20):
+            async for message in listener.messages:
+                received.append(message.payload)
+                if len(received) == 21:
+                    break
+    assert received[:20] == [str(n).encode() for n in range(20)]
+    assert received[20] == big
