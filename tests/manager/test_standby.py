@@ -31,6 +31,17 @@ def function(env: dict[str, str] | None = None, **instance: object) -> FunctionC
                           instance=InstanceConfig(**instance))  # type: ignore[arg-type]
 
 
+async def answer(fn: FunctionConfig, sockets: Path) -> dict[str, object]:
+    """Start ``fn``'s pool (its min instance), call it once, stop it; the handler's answer."""
+    pool = Pool(fn, socket_dir=sockets, stats=Metrics().function(fn.name))
+    await pool.start()
+    try:
+        call = Call(1, 1, "standby/test", b"{}", int(time.time()), fn.name, str(uuid.uuid4()))
+        return orjson.loads(await pool.call(call))
+    finally:
+        await pool.stop(5)
+
+
 @pytest.fixture
 def started() -> Iterator[standby.Standby]:
     """A standby runtime of this test process; killed afterwards if nothing took it."""
@@ -56,31 +67,18 @@ def test_an_instance_fits_the_standby_only_if_it_would_start_the_same_way(starte
 async def test_the_first_instance_takes_the_standby_over_with_its_folder_and_environment(
         started: standby.Standby, tmp_path: Path) -> None:
     fn = function({"GREETING": "hello", "TZ": "Asia/Tokyo"}, min=1, max=1)
-    pool = Pool(fn, socket_dir=tmp_path, stats=Metrics().function(fn.name))
-    await pool.start()
-    try:
-        call = Call(1, 1, "standby/test", b"{}", int(time.time()), fn.name, str(uuid.uuid4()))
-        answer = orjson.loads(await pool.call(call))
-    finally:
-        await pool.stop(5)
-    assert answer["pid"] == started.pid, "the instance is the standby process"
+    got = await answer(fn, tmp_path)
+    assert got["pid"] == started.pid, "the instance is the standby process"
     assert standby._current is None, "taken: it stands by no more"
-    assert answer["cwd"] == str(FUNCTIONS / "standby")
-    assert (answer["greeting"], answer["function"], answer["standby"]) == ("hello", fn.name, None)
-    assert answer["tz"] == "JST", "TZ is applied after the start"
+    assert got["cwd"] == str(FUNCTIONS / "standby")
+    assert (got["greeting"], got["function"], got["standby"]) == ("hello", fn.name, None)
+    assert got["tz"] == "JST", "TZ is applied after the start"
     await wait_gone(started.pid, 10)
 
 
 async def test_an_instance_that_does_not_fit_starts_its_own_process(started: standby.Standby, tmp_path: Path) -> None:
-    fn = function({"PYTHONPATH": str(tmp_path)}, min=1, max=1)
-    pool = Pool(fn, socket_dir=tmp_path, stats=Metrics().function(fn.name))
-    await pool.start()
-    try:
-        call = Call(1, 1, "standby/test", b"{}", int(time.time()), fn.name, str(uuid.uuid4()))
-        answer = orjson.loads(await pool.call(call))
-    finally:
-        await pool.stop(5)
-    assert answer["pid"] != started.pid
+    got = await answer(function({"PYTHONPATH": str(tmp_path)}, min=1, max=1), tmp_path)
+    assert got["pid"] != started.pid
     assert standby._current is started and alive(started.pid), "still standing by"
 
 
