@@ -60,18 +60,24 @@ class Standby:
         while line:  # a pipe takes a line this short at once; the loop is for form
             line = line[os.write(self.stdin, line):]
 
-    def kill(self) -> None:
-        """Kill it and reap it, and close our ends of its pipes."""
+    def kill(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """Kill it, close our ends of its pipes and reap it: at once, or on ``loop`` once its
+        pidfd says it is gone (the kernel may take a moment to tear down a process)."""
         import signal
 
-        try:
-            os.kill(self.pid, signal.SIGKILL)
-            # Blocking, but only for the kernel to tear a killed process down (well under a millisecond).
-            os.waitpid(self.pid, 0)
-        except ChildProcessError:
-            pass
-        for fd in (self.pidfd, self.stdin, self.stdout, self.stderr):
+        os.kill(self.pid, signal.SIGKILL)  # not reaped yet: the pid is still this child's
+        for fd in (self.stdin, self.stdout, self.stderr):
             os.close(fd)
+        if loop is None:
+            self._reap()
+        else:
+            loop.add_reader(self.pidfd, self._reap, loop)
+
+    def _reap(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        if loop is not None:
+            loop.remove_reader(self.pidfd)
+        os.waitpid(self.pid, 0)
+        os.close(self.pidfd)
 
 
 _current: Standby | None = None
@@ -127,14 +133,15 @@ def release(after: float = 0.0) -> None:
         return
     import asyncio
 
-    _timer = asyncio.get_running_loop().call_later(after, _kill)
+    loop = asyncio.get_running_loop()
+    _timer = loop.call_later(after, _kill, loop)
 
 
-def _kill() -> None:
+def _kill(loop: asyncio.AbstractEventLoop | None = None) -> None:
     global _current, _timer
     standby, _current, _timer = _current, None, None
     if standby is not None:
-        standby.kill()
+        standby.kill(loop)
 
 
 def _cancel_timer() -> None:

@@ -3,6 +3,7 @@ that would start the same way, killed when nobody takes it. Real processes, real
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 import time
@@ -95,6 +96,9 @@ async def test_a_delayed_release_kills_it_later(started: standby.Standby) -> Non
     assert alive(started.pid), "not yet"
     await wait_gone(started.pid, 5)
     assert standby._current is None
+    async with asyncio.timeout(5):  # reaped on the loop, once its pidfd said it was gone: no zombie
+        while os.path.exists(f"/proc/{started.pid}"):
+            await asyncio.sleep(0.01)
 
 
 def test_a_standby_whose_manager_is_gone_exits_by_itself() -> None:
