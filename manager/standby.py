@@ -99,13 +99,22 @@ def start() -> None:
             file_actions=[(os.POSIX_SPAWN_DUP2, fd, number) for number, fd in enumerate(theirs)],
             setsid=True,  # its own session, as every instance: a terminal's Ctrl-C reaches only the manager
         )
-        pidfd = os.pidfd_open(pid)
     except OSError:
-        for fd in (*ours, *theirs):
-            os.close(fd)
-        return
-    for fd in theirs:
+        pid = None
+    for fd in theirs if pid is not None else (*ours, *theirs):
         os.close(fd)
+    if pid is None:
+        return
+    try:
+        pidfd = os.pidfd_open(pid)
+    except OSError:  # a kernel before 5.3: its exit could not be watched, so no standby
+        import signal
+
+        for fd in ours:
+            os.close(fd)
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        return
     _current = Standby(pid, pidfd, *ours, env=env)
 
 

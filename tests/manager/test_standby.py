@@ -111,3 +111,21 @@ def test_a_standby_whose_manager_is_gone_exits_by_itself() -> None:
     assert os.waitstatus_to_exitcode(status) == 0, "EOF before an assignment: not needed, exit quietly"
     for fd in (started.pidfd, started.stdout, started.stderr):
         os.close(fd)
+
+
+def test_without_pidfds_there_is_no_standby_and_no_process_left(monkeypatch: pytest.MonkeyPatch) -> None:
+    spawned: list[int] = []
+    spawn = os.posix_spawn
+
+    def recording(*args: object, **kwargs: object) -> int:
+        spawned.append(spawn(*args, **kwargs))  # type: ignore[arg-type]
+        return spawned[-1]
+
+    def old_kernel(pid: int, flags: int = 0) -> int:
+        raise OSError(38, "Function not implemented")
+
+    monkeypatch.setattr(os, "posix_spawn", recording)
+    monkeypatch.setattr(os, "pidfd_open", old_kernel)
+    standby.start()
+    assert standby._current is None
+    assert spawned and not os.path.exists(f"/proc/{spawned[0]}"), "killed and reaped"
