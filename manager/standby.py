@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 
 # How long an unused standby outlives "edgefn ready": time for a min-0 function's first message.
 KEEP = 10.0
+# What a pipe takes before its reader reads (Linux's default capacity is 64 KiB).
+PIPE_ROOM = 60 * 1024
 # Environment read while a process starts (interpreter, loader, libc locale, user site):
 # an instance whose values differ cannot be an already-started process.
 _STARTUP_KEYS = ("PYTHON", "LD_", "LC_", "LANG", "HOME", "MALLOC_", "GLIBC_")
@@ -52,12 +54,10 @@ class Standby:
         """Whether an instance launched as ``argv`` with ``env`` would start exactly as this process did."""
         return tuple(argv) == PYTHON_ARGV and not spawn_options and _startup(env) == _startup(self.env)
 
-    def assign(self, cwd: str | None, env: Mapping[str, str]) -> None:
-        """Tell the standby which instance it is: one JSON line on its stdin (which stays open)."""
-        import orjson
-
-        line = orjson.dumps({"cwd": cwd, "env": dict(env)}) + b"\n"
-        while line:  # a pipe takes a line this short at once; the loop is for form
+    def assign(self, line: bytes) -> None:
+        """Tell the standby which instance it is: the line from :func:`_assignment` on its stdin
+        (which stays open). It fits in the pipe, so the write does not wait for the reader."""
+        while line:
             line = line[os.write(self.stdin, line):]
 
     def kill(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
@@ -125,10 +125,19 @@ def take(argv: Sequence[str], cwd: str | None, env: Mapping[str, str],
     standby = _current
     if standby is None or not standby.fits(argv, env, spawn_options) or (cwd is not None and not os.path.isdir(cwd)):
         return None
+    line = _assignment(cwd, env)
+    if len(line) > PIPE_ROOM:  # a huge environment: writing it would wait on the loop for the reader
+        return None
     _current = None
     _cancel_timer()
-    standby.assign(cwd, env)
+    standby.assign(line)
     return standby
+
+
+def _assignment(cwd: str | None, env: Mapping[str, str]) -> bytes:
+    import orjson
+
+    return orjson.dumps({"cwd": cwd, "env": dict(env)}) + b"\n"
 
 
 def release(after: float = 0.0) -> None:

@@ -83,6 +83,13 @@ async def test_an_instance_that_does_not_fit_starts_its_own_process(started: sta
     assert standby._current is started and alive(started.pid), "still standing by"
 
 
+def test_an_environment_too_big_for_the_pipe_starts_its_own_process(started: standby.Standby) -> None:
+    env = instance_env(function({"BIG": "x" * standby.PIPE_ROOM}), "unix:/tmp/x.sock")
+    assert started.fits(PYTHON_ARGV, env, {})
+    assert standby.take(PYTHON_ARGV, None, env, {}) is None, "the write could wait for the standby's reader"
+    assert standby._current is started
+
+
 async def test_release_kills_an_unused_standby_and_reaps_it(started: standby.Standby) -> None:
     standby.release()
     assert standby._current is None
