@@ -94,6 +94,8 @@ async def first_answer(argv: list[str], port: int, source: str, target: str) -> 
                     return time.perf_counter() - started
         finally:
             pumping.cancel()
+            # Awaited while the probe is still connected: a publish cut short reports nothing.
+            await asyncio.gather(pumping, return_exceptions=True)
             process.terminate()
             await asyncio.to_thread(process.wait, 30)
     raise RuntimeError("no answer")
