@@ -80,6 +80,15 @@ def inputs(numbers: range) -> list[bytes]:
     return [orjson.dumps({"id": n}) for n in numbers]
 
 
+@contextlib.asynccontextmanager
+async def sharing(mosquitto: Mosquitto, topic: str, tmp_path: Path) -> AsyncIterator[tuple[str, Probe, ManagerProcess]]:
+    """Two workers sharing ``topic``/in, and a probe on their answers: (the client id, the probe, the supervisor)."""
+    clientid = f"wk-{uuid.uuid4().hex[:6]}"
+    async with Probe(mosquitto.port, [f"{topic}/out/+"]) as probe:
+        async with running(workers_config(tmp_path, mosquitto, topic, clientid)) as supervisor:
+            yield clientid, probe, supervisor
+
+
 # -- sharing the inputs ---------------------------------------------------------------------------
 
 
@@ -87,12 +96,10 @@ def inputs(numbers: range) -> list[bytes]:
 async def test_two_workers_answer_each_of_2000_qos1_inputs_exactly_once(
     mosquitto: Mosquitto, topic: str, tmp_path: Path
 ) -> None:
-    clientid = f"wk-{uuid.uuid4().hex[:6]}"
-    async with Probe(mosquitto.port, [f"{topic}/out/+"]) as probe:
-        async with running(workers_config(tmp_path, mosquitto, topic, clientid)) as supervisor:
-            await publish_all(mosquitto.port, f"{topic}/in", inputs(range(COUNT)))
-            by_id = await answers(probe, set(range(COUNT)))
-            code = await asyncio.to_thread(supervisor.stop)
+    async with sharing(mosquitto, topic, tmp_path) as (clientid, probe, supervisor):
+        await publish_all(mosquitto.port, f"{topic}/in", inputs(range(COUNT)))
+        by_id = await answers(probe, set(range(COUNT)))
+        code = await asyncio.to_thread(supervisor.stop)
     assert set(by_id) == set(range(COUNT))  # 0 lost
     assert sum(len(who) - 1 for who in by_id.values()) == 0  # 0 duplicated
     shares = {who: sum(1 for members in by_id.values() if who in members) for who in (f"{clientid}-0", f"{clientid}-1")}
@@ -105,18 +112,16 @@ async def test_two_workers_answer_each_of_2000_qos1_inputs_exactly_once(
 async def test_a_worker_that_dies_is_restarted_and_answers_the_inputs_queued_for_it(
     mosquitto: Mosquitto, topic: str, tmp_path: Path
 ) -> None:
-    clientid = f"wk-{uuid.uuid4().hex[:6]}"
-    async with Probe(mosquitto.port, [f"{topic}/out/+"]) as probe:
-        async with running(workers_config(tmp_path, mosquitto, topic, clientid)) as supervisor:
-            line = await asyncio.to_thread(supervisor.wait_for_log, "worker 1 started (pid ")
-            worker = int(line.rsplit("pid ", 1)[1].rstrip(")"))
-            os.kill(worker, signal.SIGKILL)
-            await wait_gone(worker)
-            # Published while worker 1 is down: its share waits in its session (cleansession false).
-            await publish_all(mosquitto.port, f"{topic}/in", inputs(range(200)))
-            await asyncio.to_thread(supervisor.wait_for_log, "worker 1 was killed by signal 9; restarting it")
-            by_id = await answers(probe, set(range(200)))
-            code = await asyncio.to_thread(supervisor.stop)
+    async with sharing(mosquitto, topic, tmp_path) as (clientid, probe, supervisor):
+        line = await asyncio.to_thread(supervisor.wait_for_log, "worker 1 started (pid ")
+        worker = int(line.rsplit("pid ", 1)[1].rstrip(")"))
+        os.kill(worker, signal.SIGKILL)
+        await wait_gone(worker)
+        # Published while worker 1 is down: its share waits in its session (cleansession false).
+        await publish_all(mosquitto.port, f"{topic}/in", inputs(range(200)))
+        await asyncio.to_thread(supervisor.wait_for_log, "worker 1 was killed by signal 9; restarting it")
+        by_id = await answers(probe, set(range(200)))
+        code = await asyncio.to_thread(supervisor.stop)
     assert set(by_id) == set(range(200))
     assert any(f"{clientid}-1" in who for who in by_id.values())  # the restarted worker answered its share
     assert supervisor.log.count("worker 1 started (pid ") == 2
@@ -175,13 +180,19 @@ async def test_edgefn_dev_runs_one_manager_whatever_workers_says(
 # -- stopping ---------------------------------------------------------------------------------------
 
 
+@contextlib.asynccontextmanager
+async def warm(mosquitto: Mosquitto, topic: str, tmp_path: Path) -> AsyncIterator[tuple[ManagerProcess, set[int]]]:
+    """Two workers with a warm runtime each: the supervisor, and every process under it."""
+    config = workers_config(tmp_path, mosquitto, topic, f"wk-{uuid.uuid4().hex[:6]}", min=1)
+    async with running(config) as supervisor:
+        yield supervisor, descendants(supervisor.process.pid)
+
+
 @pytest.mark.timeout(90)
 async def test_sigterm_to_the_supervisor_stops_every_worker_cleanly_and_leaves_no_process(
     mosquitto: Mosquitto, topic: str, tmp_path: Path
 ) -> None:
-    config = workers_config(tmp_path, mosquitto, topic, f"wk-{uuid.uuid4().hex[:6]}", min=1)
-    async with running(config) as supervisor:
-        processes = descendants(supervisor.process.pid)
+    async with warm(mosquitto, topic, tmp_path) as (supervisor, processes):
         assert len(processes) >= 4, processes  # two workers, each with a warm runtime
         code = await asyncio.to_thread(supervisor.stop)
         for pid in processes:
@@ -195,9 +206,7 @@ async def test_sigterm_to_the_supervisor_stops_every_worker_cleanly_and_leaves_n
 async def test_workers_never_outlive_a_supervisor_killed_with_sigkill(
     mosquitto: Mosquitto, topic: str, tmp_path: Path
 ) -> None:
-    config = workers_config(tmp_path, mosquitto, topic, f"wk-{uuid.uuid4().hex[:6]}", min=1)
-    async with running(config) as supervisor:
-        processes = descendants(supervisor.process.pid)
+    async with warm(mosquitto, topic, tmp_path) as (supervisor, processes):
         supervisor.kill()
         for pid in processes:
             await wait_gone(pid, timeout=20)
