@@ -38,6 +38,7 @@ from edgefn.manager.runners import ReloadError, RunnerTable
 from edgefn.manager.scheduler import Scheduler, scheduled_call
 from edgefn.manager.stopping import unless_stopped
 from edgefn.manager.summary import log_summary
+from edgefn.manager.topics import Subscription, subscriptions
 
 if TYPE_CHECKING:  # grpc health and reflection load only for a config with a server
     from edgefn.manager.health import HealthServer
@@ -239,9 +240,9 @@ class Manager:
         router.hub = hub
         await hub.__aenter__()
         self.connections[clientid] = (hub, router)
-        for rule in rules:
-            if rule.subscribe is not None:  # a scheduled rule only publishes on the connection
-                await hub.subscribe(rule.subscribe.topic, rule.subscribe.qos)
+        router.covers = _covers(clientid, rules)
+        for topic, qos in _subscribed(rules).items():
+            await hub.subscribe(topic, qos)
 
     # -- schedules ---------------------------------------------------------------
 
@@ -352,16 +353,16 @@ class Manager:
             if before.get(clientid) == rules:
                 continue
             hub, router = self.connections[clientid]
-            was = {rule.subscribe.topic: rule.subscribe.qos for rule in before.get(clientid, []) if rule.subscribe}
-            now = {rule.subscribe.topic: rule.subscribe.qos for rule in rules if rule.subscribe}
+            was, now = _subscribed(before.get(clientid, [])), _subscribed(rules)
             for topic in was.keys() - now.keys():
                 await hub.unsubscribe(topic)  # first: the broker stops sending before the rule goes
             router.replace_routes(self._routes(rules))
+            router.covers = _covers(clientid, rules)
             for topic, qos in now.items():
                 if was.get(topic) != qos:
                     await hub.subscribe(topic, qos)
         for clientid in before.keys() - after.keys():
-            await self._close(clientid, {rule.subscribe.topic for rule in before[clientid] if rule.subscribe})
+            await self._close(clientid, _subscribed(before[clientid]))
 
     async def _unsubscribe_stale(self, old: Config, new: Config) -> None:
         """Before a hub change disconnects every rule: drop the subscriptions ``new`` no longer has.
@@ -376,8 +377,8 @@ class Manager:
             if clientid not in self.connections:
                 continue
             hub = self.connections[clientid][0]
-            wanted = {rule.subscribe.topic for rule in after.get(clientid, []) if rule.subscribe}
-            for topic in {rule.subscribe.topic for rule in rules if rule.subscribe} - wanted:
+            wanted = _subscribed(after.get(clientid, []))
+            for topic in _subscribed(rules).keys() - wanted.keys():
                 with contextlib.suppress(HubError):
                     await hub.unsubscribe(topic)
 
@@ -387,6 +388,32 @@ class Manager:
             await self._start_server()
         elif self.server is not None:
             await self.server.refresh()
+
+
+def _subscriptions(rules: Iterable[RuleConfig]) -> list[Subscription]:
+    """What one connection subscribes to for ``rules`` (overlapping filters as one)."""
+    filters: dict[str, int] = {}
+    for rule in rules:
+        if rule.subscribe is not None:  # a scheduled rule only publishes on the connection
+            topic = rule.subscribe.topic
+            filters[topic] = max(filters.get(topic, 0), rule.subscribe.qos)
+    return subscriptions(filters)
+
+
+def _subscribed(rules: Iterable[RuleConfig]) -> dict[str, int]:
+    """The filters one connection subscribes to for ``rules``, with their QoS."""
+    return {subscription.filter: subscription.qos for subscription in _subscriptions(rules)}
+
+
+def _covers(clientid: str, rules: Iterable[RuleConfig]) -> tuple[str, ...]:
+    """Say which rules' filters share one subscription; return the subscriptions broader than theirs."""
+    merged = _subscriptions(rules)
+    for subscription in merged:
+        if len(subscription.covers) > 1:
+            log.info("clientid %s: the filters %s overlap: subscribed as one, %r, so that an input reaches "
+                     "this connection once; each rule still takes only what its own filter matches", clientid,
+                     ", ".join(map(repr, subscription.covers)), subscription.filter, extra={"clientid": clientid})
+    return tuple(subscription.filter for subscription in merged if subscription.broader)
 
 
 def _summary(old: Config, new: Config, restarted: set[str], hub_changed: bool) -> str:

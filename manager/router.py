@@ -77,6 +77,9 @@ class Router:
         self.unmatched = 0  # deliveries no rule wanted (acknowledged, logged once per topic)
         self.publish_failures = 0  # publishes the hub did not take (the input stays unacknowledged)
         self._unmatched_topics: set[str] = set()
+        # Subscriptions broader than any rule's filter (topics.subscriptions): what they bring that no
+        # rule matches is expected, so it is dropped without a warning.
+        self.covers: tuple[str, ...] = ()
         self._tasks: set[asyncio.Task[object]] = set()
         self._closed = False
         self._idle = asyncio.Event()
@@ -132,10 +135,12 @@ class Router:
         return routes
 
     def _unmatched(self, delivery: Delivery) -> None:
-        """No rule wants it (a stale subscription, a broker's odd match): say so, then ack."""
+        """No rule wants it (a stale subscription, a broker's odd match, a covering subscription): ack it,
+        and say so unless a covering subscription asked for it."""
         self.unmatched += 1
         topic = delivery.topic
-        if topic not in self._unmatched_topics and len(self._unmatched_topics) < UNMATCHED_LOG_MAX:
+        expected = any(topic_matches(cover, topic) for cover in self.covers)
+        if not expected and topic not in self._unmatched_topics and len(self._unmatched_topics) < UNMATCHED_LOG_MAX:
             self._unmatched_topics.add(topic)
             log.warning("clientid %s: a message on %r matches no rule; acknowledged and dropped "
                         "(logged once per topic)", self.name, topic, extra={"clientid": self.name, "topic": topic})

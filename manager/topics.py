@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 
 __all__ = [
     "CLIENTID", "FUNCTION", "TOPIC", "Template", "TemplateError", "compile_template",
-    "filter_depth", "invalid_topic", "shared_filter", "strip_shared", "topic_matches",
+    "filter_depth", "filters_overlap", "invalid_topic", "shared_filter", "strip_shared", "Subscription", "subscriptions",
+    "topic_matches",
 ]
 
 # Slots that are not levels (levels are the ints 1, 2, ...).
@@ -184,3 +185,75 @@ def topic_matches(pattern: str, topic: str) -> bool:
         if index >= len(have) or (level != "+" and level != have[index]):
             return False
     return len(want) == len(have)
+
+
+def filters_overlap(first: str, second: str) -> bool:
+    """Whether some topic matches both filters (their ``$share/g/`` or ``$queue/`` prefix ignored)."""
+    one, other = strip_shared(first).split("/"), strip_shared(second).split("/")
+    for index in range(max(len(one), len(other))):
+        mine = one[index] if index < len(one) else None
+        theirs = other[index] if index < len(other) else None
+        wild = {mine, theirs} & {"+", "#"}
+        if wild and index == 0 and any(level and level.startswith("$") for level in (mine, theirs)):
+            return False  # a wildcard first level never matches a $SYS-style topic
+        if "#" in wild:
+            return True  # '#' also matches its parent level: a/# matches a
+        if mine is None or theirs is None or (not wild and mine != theirs):
+            return False
+    return True
+
+
+def _cover(first: list[str], second: list[str]) -> list[str]:
+    """The narrowest filter (as levels) that every topic matching either filter matches."""
+    levels: list[str] = []
+    for mine, theirs in zip(first, second):
+        if "#" in (mine, theirs):
+            return [*levels, "#"]
+        levels.append(mine if mine == theirs else "+")
+    return levels if len(first) == len(second) else [*levels, "#"]
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """One filter a connection subscribes to, at ``qos``, for the rules' filters it ``covers``."""
+
+    filter: str
+    qos: int
+    covers: tuple[str, ...]
+
+    @property
+    def broader(self) -> bool:
+        """Whether it matches topics that none of the filters it covers matches (``a/+/+``)."""
+        return self.filter not in self.covers
+
+
+def subscriptions(filters: dict[str, int]) -> list[Subscription]:
+    """What one connection subscribes to for ``filters`` (filter → QoS), so that an input reaches it once.
+
+    A broker may send a client one copy of a message per matching subscription,
+    and with shared subscriptions each filter's group picks its own member, so an
+    input matching two filters could reach two workers: each would call every
+    rule it matches. Overlapping filters of one kind (plain, or one share
+    group) are therefore subscribed as one filter that covers them (``a/#`` and
+    ``a/b`` as ``a/#``; ``a/+/c`` and ``a/b/+`` as ``a/+/+``) at the higher QoS.
+    The router still matches each input against each rule's own filter.
+    """
+    kinds: dict[str, list[Subscription]] = {}
+    for pattern, qos in filters.items():
+        inner = strip_shared(pattern)
+        kinds.setdefault(pattern[:len(pattern) - len(inner)], []).append(Subscription(inner, qos, (pattern,)))
+    return [Subscription(prefix + merged.filter, merged.qos, merged.covers)
+            for prefix, members in kinds.items() for merged in _merge(members)]
+
+
+def _merge(members: list[Subscription]) -> list[Subscription]:
+    """``members`` with every overlapping pair replaced by its cover, until none overlap."""
+    done: list[Subscription] = []
+    for member in members:
+        while (found := next((index for index, other in enumerate(done)
+                              if filters_overlap(member.filter, other.filter)), None)) is not None:
+            other = done.pop(found)
+            member = Subscription("/".join(_cover(member.filter.split("/"), other.filter.split("/"))),
+                                  max(member.qos, other.qos), other.covers + member.covers)
+        done.append(member)
+    return done

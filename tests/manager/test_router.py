@@ -252,6 +252,22 @@ async def test_a_delivery_no_rule_wants_is_counted_logged_once_per_topic_and_ack
     assert sum("matches no rule" in record.message for record in caplog.records) == 1
 
 
+async def test_what_a_covering_subscription_brings_that_no_rule_wants_is_acked_without_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    hub = Hub()
+    stats = Metrics().function("f")
+    router = Router([Route(rule(), {"f": Runner([])}, stats)], name="test")  # type: ignore[arg-type]
+    router.hub = hub  # type: ignore[assignment]
+    router.covers = ("cover/+",)
+    router.on_message(delivery(12, topic="cover/x"))
+    router.on_message(delivery(13, topic="else/x"))
+    await router.drain(5)
+    assert router.unmatched == 2 and hub.acked == [12, 13]
+    assert [record.message for record in caplog.records if "matches no rule" in record.message] == [
+        "clientid test: a message on 'else/x' matches no rule; acknowledged and dropped (logged once per topic)"]
+
+
 # -- scheduled rules: Router.fire takes the same path from the call on ---------------------
 
 NOMINAL = datetime(2026, 6, 1, 12, 0, tzinfo=timezone.utc)

@@ -1,11 +1,12 @@
-"""Topic templates: compiled once at load, rendered per input with no parsing."""
+"""Topic templates (compiled once at load, rendered per input with no parsing) and filter algebra."""
 
 from __future__ import annotations
 
 import pytest
 
 from edgefn.manager.topics import (
-    CLIENTID, FUNCTION, TOPIC, TemplateError, compile_template, filter_depth, invalid_topic, strip_shared,
+    CLIENTID, FUNCTION, TOPIC, Subscription, TemplateError, compile_template, filter_depth, filters_overlap,
+    invalid_topic, strip_shared, subscriptions, topic_matches,
 )
 
 
@@ -72,3 +73,56 @@ def test_filter_depth_ignores_shared_prefixes_and_is_open_with_hash(pattern: str
 
 def test_strip_shared_removes_share_and_queue_prefixes() -> None:
     assert strip_shared("$share/g/a/b") == "a/b" and strip_shared("$queue/a") == "a" and strip_shared("a") == "a"
+
+
+# -- overlapping filters: one subscription each, so an input arrives once ---------------------------
+
+
+@pytest.mark.parametrize(("first", "second", "overlap"), [
+    ("a/b", "a/b", True),
+    ("a/#", "a/b/c", True),
+    ("a/#", "a", True),  # '#' matches its parent level too
+    ("a/+/c", "a/b/+", True),
+    ("+/+", "a/#", True),
+    ("a/b", "a/b/c", False),
+    ("a/+", "b/+", False),
+    ("a/+/c", "a/+/d", False),
+    ("+/x", "$SYS/x", False),  # wildcards at the first level never match $ topics
+    ("#", "$SYS/x", False),
+    ("$SYS/#", "$SYS/broker", True),
+    ("$share/g/a/#", "a/b", True),  # prefixes are not levels
+])
+def test_filters_overlap_when_some_topic_matches_both(first: str, second: str, overlap: bool) -> None:
+    assert filters_overlap(first, second) is overlap
+    assert filters_overlap(second, first) is overlap
+
+
+@pytest.mark.parametrize(("filters", "subscribed"), [
+    ({"a/#": 0, "a/b": 1}, {"a/#": 1}),  # the QoS is the higher one
+    ({"a/+/c": 1, "a/b/+": 0, "x": 0}, {"a/+/+": 1, "x": 0}),
+    ({"a/b/c": 0, "a/+/d": 2, "a/x/+": 0}, {"a/+/+": 2}),  # a cover that overlaps another merges again
+    ({"a/b": 0, "a/b/c": 1}, {"a/b": 0, "a/b/c": 1}),  # no topic matches both
+    ({"a/#": 1, "$share/g/a/b": 1, "$share/g/a/+": 0, "$share/h/a/b": 0},  # kinds are apart
+     {"a/#": 1, "$share/g/a/+": 1, "$share/h/a/b": 0}),
+    ({"$queue/a/b": 1, "$queue/a/+": 1}, {"$queue/a/+": 1}),
+])
+def test_overlapping_filters_of_one_kind_are_subscribed_as_one(filters: dict[str, int], subscribed: dict[str, int]) -> None:
+    assert {one.filter: one.qos for one in subscriptions(filters)} == subscribed
+
+
+def test_a_subscription_says_what_it_covers_and_whether_it_is_broader_than_all_of_them() -> None:
+    assert subscriptions({"a/#": 0, "a/b": 0}) == [Subscription("a/#", 0, ("a/#", "a/b"))]
+    [nested] = subscriptions({"a/#": 0, "a/b": 0})
+    [widened] = subscriptions({"a/+/c": 0, "a/b/+": 0})
+    assert not nested.broader and widened.broader
+
+
+@pytest.mark.parametrize("filters", [
+    {"a/+/c": 1, "a/b/+": 0, "x/#": 0, "x/y": 1},
+    {"+/b/#": 0, "a/+/c/d": 0, "a/b/c": 0, "q/+": 0, "q/r/s": 0},
+])
+def test_every_topic_any_filter_matches_is_matched_by_exactly_one_subscription(filters: dict[str, int]) -> None:
+    merged = subscriptions(filters)
+    for topic in ("a/b/c", "a/b/c/d", "a/x/c", "a/b/z", "x", "x/y", "x/y/z", "q/r", "q/r/s", "z/b"):
+        if any(topic_matches(pattern, topic) for pattern in filters):
+            assert sum(topic_matches(one.filter, topic) for one in merged) == 1, topic

@@ -109,6 +109,35 @@ async def test_two_workers_answer_each_of_2000_qos1_inputs_exactly_once(
 
 
 @pytest.mark.timeout(120)
+async def test_an_input_matching_two_rules_is_answered_once_per_rule_with_two_workers(
+    mosquitto: Mosquitto, topic: str, tmp_path: Path
+) -> None:
+    # Each shared subscription has its own turn among the workers: an input matching two of them
+    # may go to both workers, and each would call both rules. One input that matches one filter
+    # only puts the two turns out of step, so without a fix every later input would go to both.
+    clientid = f"wk-{uuid.uuid4().hex[:6]}"
+    config = write_config(tmp_path, {
+        "workers": 2,
+        "hub": {"address": mosquitto.address, "clientid": clientid},
+        "rules": [{"subscribe": {"topic": f"{topic}/in/#", "qos": 1}, "function": {"name": "echo"},
+                   "publish": {"topic": f"{topic}/all/{{clientid}}", "qos": 1}},
+                  {"subscribe": {"topic": f"{topic}/in/x", "qos": 1}, "function": {"name": "echo"},
+                   "publish": {"topic": f"{topic}/x/{{clientid}}", "qos": 1}}],
+        "functions": [python_function("echo", "chaos", instance={"max": 2})],
+    })
+    async with Probe(mosquitto.port, [f"{topic}/all/+"]) as every, Probe(mosquitto.port, [f"{topic}/x/+"]) as xs:
+        async with running(config) as supervisor:
+            await publish_all(mosquitto.port, f"{topic}/in/other", inputs(range(1)))
+            await publish_all(mosquitto.port, f"{topic}/in/x", inputs(range(1, 101)))
+            by_all = await answers(every, set(range(101)))
+            by_x = await answers(xs, set(range(1, 101)))
+            code = await asyncio.to_thread(supervisor.stop)
+    assert {n: len(who) for n, who in by_all.items()} == {n: 1 for n in range(101)}
+    assert {n: len(who) for n, who in by_x.items()} == {n: 1 for n in range(1, 101)}
+    assert code == 0, supervisor.log
+
+
+@pytest.mark.timeout(120)
 async def test_a_worker_that_dies_is_restarted_and_answers_the_inputs_queued_for_it(
     mosquitto: Mosquitto, topic: str, tmp_path: Path
 ) -> None:
