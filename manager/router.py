@@ -60,7 +60,11 @@ class Route:
         """The function's runner now; a function reloaded away is a Gone stand-in."""
         return self.runners.get(self.rule.function) or Gone(self.rule.function)
 
-
+    @property
+    def qos(self) -> int:
+        """The QoS of the rule's own filter: an input that came through a covering subscription at a
+        higher one (topics.subscriptions) is called as if its own subscription had brought it."""
+        return self.rule.subscribe.qos if self.rule.subscribe is not None else 2
 
 
 class Router:
@@ -169,7 +173,7 @@ class Router:
         rule = route.rule
         call = Call(
             id=delivery.mid,
-            qos=delivery.qos,
+            qos=min(delivery.qos, route.qos),
             topic=delivery.topic,
             payload=delivery.payload,
             timestamp=int(delivery.received),

@@ -236,7 +236,8 @@ def subscriptions(filters: dict[str, int]) -> list[Subscription]:
     rule it matches. Overlapping filters of one kind (plain, or one share
     group) are therefore subscribed as one filter that covers them (``a/#`` and
     ``a/b`` as ``a/#``; ``a/+/c`` and ``a/b/+`` as ``a/+/+``) at the higher QoS.
-    The router still matches each input against each rule's own filter.
+    The router still matches each input against each rule's own filter, and calls
+    it at no more than that filter's QoS.
     """
     kinds: dict[str, list[Subscription]] = {}
     for pattern, qos in filters.items():

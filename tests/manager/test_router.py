@@ -76,8 +76,8 @@ class Hub:
 
 
 def rule(retry: int = 3, publish: TopicConfig | None = None, error: TopicConfig | None = None,
-         subscribe: str = "in/#") -> RuleConfig:
-    return RuleConfig(clientid=None, subscribe=TopicConfig(subscribe, 1), function="f",
+         subscribe: str = "in/#", subscribe_qos: int = 2) -> RuleConfig:
+    return RuleConfig(clientid=None, subscribe=TopicConfig(subscribe, subscribe_qos), function="f",
                       publish=publish or TopicConfig("out", 1), error=error or TopicConfig("err", 0),
                       retry_max=retry)
 
@@ -250,6 +250,14 @@ async def test_a_delivery_no_rule_wants_is_counted_logged_once_per_topic_and_ack
     router = await routed(Runner([]), hub, delivery(10, topic="else/x"), delivery(11, topic="else/x"))
     assert router.unmatched == 2 and hub.acked == [10, 11]
     assert sum("matches no rule" in record.message for record in caplog.records) == 1
+
+
+async def test_an_input_is_called_at_no_higher_qos_than_its_rules_own_filter_asks_for() -> None:
+    # Its connection may subscribe a covering filter at another rule's higher QoS (topics.subscriptions).
+    hub, runner = Hub(), Runner([b"r"])
+    await routed(runner, hub, delivery(14, qos=1), subscribe_qos=0, publish=TopicConfig("out", 1))
+    assert runner.calls[0].qos == 0 and hub.published == [("out", b"r", 0)]
+    assert hub.acked == [14]  # the delivery itself is still acknowledged at its own QoS
 
 
 async def test_what_a_covering_subscription_brings_that_no_rule_wants_is_acked_without_a_warning(
