@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from edgefn.manager.topics import (
     CLIENTID, FUNCTION, TOPIC, Subscription, TemplateError, compile_template, filter_depth, filters_overlap,
@@ -126,3 +128,29 @@ def test_every_topic_any_filter_matches_is_matched_by_exactly_one_subscription(f
     for topic in ("a/b/c", "a/b/c/d", "a/x/c", "a/b/z", "x", "x/y", "x/y/z", "q/r", "q/r/s", "z/b"):
         if any(topic_matches(pattern, topic) for pattern in filters):
             assert sum(topic_matches(one.filter, topic) for one in merged) == 1, topic
+
+
+_LEVELS = st.sampled_from(["a", "b", "$s"])
+_FILTER_LEVELS = st.sampled_from(["a", "b", "$s", "+"])
+
+
+@st.composite
+def _filters(draw: st.DrawFn) -> str:
+    levels = draw(st.lists(_FILTER_LEVELS, max_size=3))
+    return "/".join([*levels, "#"] if not levels or draw(st.booleans()) else levels)
+
+
+@given(st.dictionaries(_filters(), st.integers(0, 2), min_size=1, max_size=6),
+       st.lists(st.lists(_LEVELS, min_size=1, max_size=4).map("/".join), min_size=1, max_size=20))
+def test_subscriptions_bring_every_wanted_topic_exactly_once_at_the_qos_it_needs(
+    filters: dict[str, int], topics: list[str]
+) -> None:
+    merged = subscriptions(filters)
+    assert sorted(pattern for one in merged for pattern in one.covers) == sorted(filters)
+    for topic in topics:
+        wanted = [pattern for pattern in filters if topic_matches(pattern, topic)]
+        bringing = [one for one in merged if topic_matches(one.filter, topic)]
+        if wanted:
+            assert len(bringing) == 1
+            assert set(wanted) <= set(bringing[0].covers)
+            assert bringing[0].qos >= max(filters[pattern] for pattern in wanted)
