@@ -1,4 +1,4 @@
-"""MQTT topics: filter matching and the output topic templates of rules.
+"""MQTT topics: filter matching, a connection's subscriptions, and the output topic templates of rules.
 
 A rule's ``publish.topic`` and ``error.topic`` may be templates: ``{N}`` is level
 N of the input topic (1-based; a topic starting with ``/`` has an empty level 1,
@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 __all__ = [
-    "CLIENTID", "FUNCTION", "TOPIC", "Template", "TemplateError", "compile_template",
-    "filter_depth", "filters_overlap", "invalid_topic", "shared_filter", "strip_shared", "Subscription", "subscriptions",
+    "CLIENTID", "FUNCTION", "TOPIC", "Subscription", "Template", "TemplateError", "compile_template",
+    "filter_depth", "filters_overlap", "invalid_topic", "shared_filter", "strip_shared", "subscriptions",
     "topic_matches",
 ]
 

@@ -108,7 +108,9 @@ def test_filters_overlap_when_some_topic_matches_both(first: str, second: str, o
      {"a/#": 1, "$share/g/a/+": 1, "$share/h/a/b": 0}),
     ({"$queue/a/b": 1, "$queue/a/+": 1}, {"$queue/a/+": 1}),
 ])
-def test_overlapping_filters_of_one_kind_are_subscribed_as_one(filters: dict[str, int], subscribed: dict[str, int]) -> None:
+def test_overlapping_filters_of_one_kind_are_subscribed_as_one(
+    filters: dict[str, int], subscribed: dict[str, int]
+) -> None:
     assert {one.filter: one.qos for one in subscriptions(filters)} == subscribed
 
 
