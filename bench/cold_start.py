@@ -142,8 +142,18 @@ def byte_compile() -> None:
         compileall.compile_dir(package.__path__[0], quiet=1)
 
 
+def import_hook_warning() -> str | None:
+    """What to say when edgefn is installed with setuptools' import hook (a plain ``pip install -e``)."""
+    if any(str(getattr(finder, "__module__", "")).startswith("__editable___edgefn") for finder in sys.meta_path):
+        return ("note: edgefn is installed with an import hook (a plain `pip install -e .`), which costs every "
+                "Python process ~25 ms at start: run scripts/setup (--bench for the extra) to measure it as set up")
+    return None
+
+
 async def main(runs: int) -> None:
     byte_compile()
+    if (warning := import_hook_warning()) is not None:
+        print(warning, file=sys.stderr)
     socket_dir = Path(tempfile.mkdtemp(prefix="efn-bench-"))
     timings: dict[str, list[float]] = {runtime: [] for runtime in FUNCTIONS}
     try:

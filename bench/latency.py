@@ -4,7 +4,7 @@
 Usage: python bench/latency.py [--seconds S] [--rate R] [--plot FILE.png]
 
 Prints p50/p90/p99/p99.9 of both; ``--plot`` draws their histograms (needs
-matplotlib: ``pip install -e '.[bench]'``). Broker, load generator and system
+matplotlib: ``scripts/setup --bench``). Broker, load generator and system
 under test share this machine's cores (nothing pinned). Targets: p50 ≤ 1.0 ms,
 p99 ≤ 2.5 ms through the Python identity function.
 """

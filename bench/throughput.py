@@ -15,7 +15,7 @@ pads each message to about that many bytes, ``--max`` sets the functions'
 function but get no traffic (what the rule count costs), ``--workers`` runs that
 many manager processes (``workers: N``; the per-process CPU lists each worker),
 ``--loop uvloop`` also runs each edgefn path with the manager on uvloop (a line
-of its own, for comparison; needs ``.[bench]``).
+of its own, for comparison; needs ``scripts/setup --bench``).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 edgefn itself runs on asyncio's loop: measured side by side, uvloop did not make
 the manager cheaper per message (its time goes to paho's and gRPC's Python code,
 not to the loop), so it is not a dependency. This launcher lets the benches keep
-checking that. Usage: python bench/uvloop_run.py run CONFIG (needs ``.[bench]``).
+checking that. Usage: python bench/uvloop_run.py run CONFIG (needs ``scripts/setup --bench``).
 """
 
 from __future__ import annotations
