@@ -91,7 +91,8 @@ def edgefn(port: int, rules: list[dict], functions: list[dict], folder: Path,
     log = folder / f"{config.stem}.log"  # a file, not a pipe: nobody has to keep draining it
     with open(log, "wb") as stderr:
         command = [str(BENCH / "uvloop_run.py")] if loop == "uvloop" else ["-m", "edgefn"]
-        process = subprocess.Popen([sys.executable, *command, "run", str(config)],
+        # From /: edgefn as installed, not the repository's source folders (cold_start.py says why).
+        process = subprocess.Popen([sys.executable, *command, "run", str(config)], cwd="/",
                                    stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True)
     try:
         deadline = time.monotonic() + 60
