@@ -354,13 +354,17 @@ class Manager:
                 continue
             hub, router = self.connections[clientid]
             was, now = _subscribed(before.get(clientid, [])), _subscribed(rules)
-            for topic in was.keys() - now.keys():
-                await hub.unsubscribe(topic)  # first: the broker stops sending before the rule goes
             router.replace_routes(self._routes(rules))
-            router.covers = _covers(clientid, rules)
+            # New subscriptions before old ones go: a kept rule whose filter moves from one covering
+            # subscription to another (a/# to a/b) misses nothing. Until the old ones are gone, what
+            # they still bring for a removed rule is expected, and acknowledged without a warning.
+            router.covers = (*_covers(clientid, rules), *(was.keys() - now.keys()))
             for topic, qos in now.items():
                 if was.get(topic) != qos:
                     await hub.subscribe(topic, qos)
+            for topic in was.keys() - now.keys():
+                await hub.unsubscribe(topic)
+            router.covers = _covers(clientid, rules, quiet=True)
         for clientid in before.keys() - after.keys():
             await self._close(clientid, _subscribed(before[clientid]))
 
@@ -405,11 +409,12 @@ def _subscribed(rules: Iterable[RuleConfig]) -> dict[str, int]:
     return {subscription.filter: subscription.qos for subscription in _subscriptions(rules)}
 
 
-def _covers(clientid: str, rules: Iterable[RuleConfig]) -> tuple[str, ...]:
-    """Say which rules' filters share one subscription; return the subscriptions broader than theirs."""
+def _covers(clientid: str, rules: Iterable[RuleConfig], quiet: bool = False) -> tuple[str, ...]:
+    """Say (unless ``quiet``) which rules' filters share one subscription; return the subscriptions
+    broader than theirs."""
     merged = _subscriptions(rules)
     for subscription in merged:
-        if len(subscription.covers) > 1:
+        if len(subscription.covers) > 1 and not quiet:
             log.info("clientid %s: the filters %s overlap: subscribed as one, %r, so that an input reaches "
                      "this connection once; each rule still takes only what its own filter matches", clientid,
                      ", ".join(map(repr, subscription.covers)), subscription.filter, extra={"clientid": clientid})

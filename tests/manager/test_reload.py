@@ -430,6 +430,43 @@ async def test_untouched_rule_answers_every_message_through_a_config_change(
     assert dev.reloads() == 1, dev.manager.log
 
 
+async def test_a_kept_rule_misses_nothing_when_the_filter_that_covered_its_own_goes(
+    dev_factory: Start, mosquitto: Mosquitto, tmp_path: Path, topic: str
+) -> None:
+    # keep/# covers keep/in: one subscription for both. Removing the broad rule moves the kept rule
+    # to a subscription of its own; in between, the broker must never be left with neither, or what
+    # is published then is dropped. A publisher in bursts of 10 finds a gap of a round trip.
+    code = watched(tmp_path, "keep", "broad")
+    broad = {"subscribe": {"topic": f"{topic}/keep/#", "qos": 1}, "function": {"name": "broad"},
+             "publish": {"topic": f"{topic}/broad/out", "qos": 1}}
+    document = {"hub": hub(mosquitto), "rules": [broad, rule(topic, "keep")],
+                "functions": [function("keep", code["keep"]), function("broad", code["broad"])]}
+    dev = await dev_factory(document)
+    async with Probe(dev.port, [f"{topic}/keep/out"]) as probe:
+        await ask(dev, probe, f"{topic}/keep", version(1))
+        sent = 0
+
+        async def burst() -> None:
+            nonlocal sent
+            await asyncio.gather(*(probe.publish(f"{topic}/keep/in", orjson.dumps({"n": sent + index}), qos=1)
+                                   for index in range(10)))
+            sent += 10
+
+        while sent < 200:
+            await burst()
+        dev.rewrite({**document, "rules": [rule(topic, "keep")]})
+        reloaded = asyncio.ensure_future(wait_log(dev, "reloaded edgefn.yml"))
+        while not reloaded.done():
+            await burst()
+        await reloaded
+        for _ in range(20):
+            await burst()
+        seen = await answers(probe, set(range(sent)))
+    assert len(seen) == sent
+    assert f"overlap: subscribed as one, '{topic}/keep/#'" in dev.manager.log
+    assert "matches no rule" not in dev.manager.log
+
+
 async def test_env_server_and_hub_changes_restart_what_they_touch(
     dev_factory: Start, mosquitto: Mosquitto, tmp_path: Path, topic: str
 ) -> None:
