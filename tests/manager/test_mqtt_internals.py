@@ -135,6 +135,24 @@ def test_paho_asks_for_a_writer_once_until_it_has_written_everything() -> None:
     assert "self._call_socket_unregister_write()" in inspect.getsource(paho.Client.loop_write)
 
 
+class Trickle:
+    """A client's socket that takes 64 KiB, then is full until the next try: a partial write on any
+    machine (paho sends until the socket refuses, and a fast loopback took 16 MiB in one go)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._full = True
+
+    def send(self, data: bytes) -> int:
+        self._full = not self._full
+        if self._full:
+            raise BlockingIOError
+        return self._sock.send(data[:65536])
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._sock, name)
+
+
 async def test_prompt_writes_send_at_once_and_finish_a_write_the_socket_did_not_take(mosquitto, topic) -> None:
     loop = asyncio.get_running_loop()
     writers: list[int] = []
@@ -149,13 +167,15 @@ async def test_prompt_writes_send_at_once_and_finish_a_write_the_socket_did_not_
         client = aiomqtt.Client("127.0.0.1", mosquitto.port)
         mqtt_internals.prompt_writes(client)
         async with client:
-            fd = mqtt_internals.paho_client(client).socket().fileno()  # the listener's PUBACKs go aiomqtt's way
+            paho_client = mqtt_internals.paho_client(client)
+            fd = paho_client.socket().fileno()  # the listener's PUBACKs go aiomqtt's way
             loop.add_writer = counting  # type: ignore[method-assign]
             try:
                 for n in range(20):
                     await client.publish(f"{topic}/small", str(n), qos=1)
                 assert fd not in writers, "small packets leave from the flush, with no writer"
-                big = b"x" * (16 * 2**20)  # more than a socket takes at once
+                paho_client._sock = Trickle(paho_client._sock)  # noqa: SLF001 - where paho keeps its socket
+                big = b"x" * 2**20  # sixteen sends, each after the socket was full
                 await asyncio.wait_for(client.publish(f"{topic}/big", big, qos=1), 20)
                 assert fd in writers, "the rest of a partial write waits for a writer"
             finally:
