@@ -372,17 +372,26 @@ class Manager:
         """Before a hub change disconnects every rule: drop the subscriptions ``new`` no longer has.
 
         A persistent session (cleansession false) would otherwise keep them at
-        the broker, which queues messages for them.
+        the broker, which queues messages for them. When the session outlives the
+        reconnection (the same broker, persistent before and after), ``new``'s
+        subscriptions are made first: the broker queues for them while the
+        connection is down, even for a rule whose filter moves from one covering
+        subscription to another.
         """
         from edgefn.manager.hub import HubError
 
+        kept = _session_kept(old, new)
         after = _by_clientid(new)
         for clientid, rules in _by_clientid(old).items():
             if clientid not in self.connections:
                 continue
             hub = self.connections[clientid][0]
-            wanted = _subscribed(after.get(clientid, []))
-            for topic in _subscribed(rules).keys() - wanted.keys():
+            had, wanted = _subscribed(rules), _subscribed(after.get(clientid, []))
+            for topic, qos in wanted.items() if kept else ():
+                if had.get(topic) != qos:
+                    with contextlib.suppress(HubError):
+                        await hub.subscribe(topic, qos)
+            for topic in had.keys() - wanted.keys():
                 with contextlib.suppress(HubError):
                     await hub.unsubscribe(topic)
 
@@ -392,6 +401,13 @@ class Manager:
             await self._start_server()
         elif self.server is not None:
             await self.server.refresh()
+
+
+def _session_kept(old: Config, new: Config) -> bool:
+    """Whether a connection's broker session outlives a reconnection from ``old``'s hub to ``new``'s."""
+    before, after = old.hub, new.hub
+    return (not before.embedded and not after.embedded and not before.cleansession and not after.cleansession
+            and (before.scheme, before.host, before.port) == (after.scheme, after.host, after.port))
 
 
 def _subscriptions(rules: Iterable[RuleConfig]) -> list[Subscription]:

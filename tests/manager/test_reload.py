@@ -430,14 +430,17 @@ async def test_untouched_rule_answers_every_message_through_a_config_change(
     assert dev.reloads() == 1, dev.manager.log
 
 
+@pytest.mark.parametrize("hub_too", [False, True], ids=["rules", "rules-and-hub"])
 async def test_a_kept_rule_misses_nothing_when_the_filter_that_covered_its_own_goes(
-    dev_factory: Start, mosquitto: Mosquitto, tmp_path: Path, topic: str
+    dev_factory: Start, mosquitto: Mosquitto, tmp_path: Path, topic: str, hub_too: bool
 ) -> None:
-    # keep/# covers keep/in: one subscription for both. Removing the broad rule moves the kept rule
+    # +/in covers keep/in: one subscription for both. Removing the broad rule moves the kept rule
     # to a subscription of its own; in between, the broker must never be left with neither, or what
-    # is published then is dropped. A publisher in bursts of 10 finds a gap of a round trip.
+    # is published then is dropped. A publisher in bursts of 10 finds a gap of a round trip. With a
+    # hub change as well, the connection goes down and up: its persistent session must already
+    # hold the new subscription, so that the broker queues for it meanwhile.
     code = watched(tmp_path, "keep", "broad")
-    broad = {"subscribe": {"topic": f"{topic}/keep/#", "qos": 1}, "function": {"name": "broad"},
+    broad = {"subscribe": {"topic": f"{topic}/+/in", "qos": 1}, "function": {"name": "broad"},
              "publish": {"topic": f"{topic}/broad/out", "qos": 1}}
     document = {"hub": hub(mosquitto), "rules": [broad, rule(topic, "keep")],
                 "functions": [function("keep", code["keep"]), function("broad", code["broad"])]}
@@ -454,7 +457,8 @@ async def test_a_kept_rule_misses_nothing_when_the_filter_that_covered_its_own_g
 
         while sent < 200:
             await burst()
-        dev.rewrite({**document, "rules": [rule(topic, "keep")]})
+        changed_hub = {**document["hub"], "keepalive": "30s"} if hub_too else document["hub"]
+        dev.rewrite({**document, "hub": changed_hub, "rules": [rule(topic, "keep")]})
         reloaded = asyncio.ensure_future(wait_log(dev, "reloaded edgefn.yml"))
         while not reloaded.done():
             await burst()
@@ -463,8 +467,9 @@ async def test_a_kept_rule_misses_nothing_when_the_filter_that_covered_its_own_g
             await burst()
         seen = await answers(probe, set(range(sent)))
     assert len(seen) == sent
-    assert f"overlap: subscribed as one, '{topic}/keep/#'" in dev.manager.log
+    assert f"overlap: subscribed as one, '{topic}/+/in'" in dev.manager.log
     assert "matches no rule" not in dev.manager.log
+    assert ("hub reconnected" in dev.manager.log) is hub_too
 
 
 async def test_env_server_and_hub_changes_restart_what_they_touch(
