@@ -240,9 +240,11 @@ class Manager:
         router.hub = hub
         await hub.__aenter__()
         self.connections[clientid] = (hub, router)
-        router.covers = _covers(clientid, rules)
-        for topic, qos in _subscribed(rules).items():
-            await hub.subscribe(topic, qos)
+        merged = _subscriptions(rules)
+        _log_merges(clientid, merged)
+        router.covers = _broader(merged)
+        for subscription in merged:
+            await hub.subscribe(subscription.filter, subscription.qos)
 
     # -- schedules ---------------------------------------------------------------
 
@@ -353,18 +355,20 @@ class Manager:
             if before.get(clientid) == rules:
                 continue
             hub, router = self.connections[clientid]
-            was, now = _subscribed(before.get(clientid, [])), _subscribed(rules)
+            merged = _subscriptions(rules)
+            _log_merges(clientid, merged)
+            was, now = _subscribed(before.get(clientid, [])), _qos(merged)
             router.replace_routes(self._routes(rules))
             # New subscriptions before old ones go: a kept rule whose filter moves from one covering
             # subscription to another (a/# to a/b) misses nothing. Until the old ones are gone, what
             # they still bring for a removed rule is expected, and acknowledged without a warning.
-            router.covers = (*_covers(clientid, rules), *(was.keys() - now.keys()))
+            router.covers = (*_broader(merged), *(was.keys() - now.keys()))
             for topic, qos in now.items():
                 if was.get(topic) != qos:
                     await hub.subscribe(topic, qos)
             for topic in was.keys() - now.keys():
                 await hub.unsubscribe(topic)
-            router.covers = _covers(clientid, rules, quiet=True)
+            router.covers = _broader(merged)
         for clientid in before.keys() - after.keys():
             await self._close(clientid, _subscribed(before[clientid]))
 
@@ -420,21 +424,27 @@ def _subscriptions(rules: Iterable[RuleConfig]) -> list[Subscription]:
     return subscriptions(filters)
 
 
+def _qos(merged: Iterable[Subscription]) -> dict[str, int]:
+    return {subscription.filter: subscription.qos for subscription in merged}
+
+
 def _subscribed(rules: Iterable[RuleConfig]) -> dict[str, int]:
     """The filters one connection subscribes to for ``rules``, with their QoS."""
-    return {subscription.filter: subscription.qos for subscription in _subscriptions(rules)}
+    return _qos(_subscriptions(rules))
 
 
-def _covers(clientid: str, rules: Iterable[RuleConfig], quiet: bool = False) -> tuple[str, ...]:
-    """Say (unless ``quiet``) which rules' filters share one subscription; return the subscriptions
-    broader than theirs."""
-    merged = _subscriptions(rules)
+def _broader(merged: Iterable[Subscription]) -> tuple[str, ...]:
+    """The subscriptions that bring topics no rule's own filter matches (for the router: no warning)."""
+    return tuple(subscription.filter for subscription in merged if subscription.broader)
+
+
+def _log_merges(clientid: str, merged: Iterable[Subscription]) -> None:
+    """Say which rules' filters share one subscription."""
     for subscription in merged:
-        if len(subscription.covers) > 1 and not quiet:
+        if len(subscription.covers) > 1:
             log.info("clientid %s: the filters %s overlap: subscribed as one, %r, so that an input reaches "
                      "this connection once; each rule still takes only what its own filter matches", clientid,
                      ", ".join(map(repr, subscription.covers)), subscription.filter, extra={"clientid": clientid})
-    return tuple(subscription.filter for subscription in merged if subscription.broader)
 
 
 def _summary(old: Config, new: Config, restarted: set[str], hub_changed: bool) -> str:

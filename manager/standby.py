@@ -101,21 +101,30 @@ def start() -> None:
         )
     except OSError:
         pid = None
-    for fd in theirs if pid is not None else (*ours, *theirs):
-        os.close(fd)
-    if pid is None:
-        return
-    try:
-        pidfd = os.pidfd_open(pid)
-    except OSError:  # a kernel before 5.3: its exit could not be watched, so no standby
-        import signal
-
+    finally:
+        for fd in theirs:  # the child's ends: its own copies are what it uses
+            os.close(fd)
+    pidfd = _pidfd(pid)
+    if pid is None or pidfd is None:
         for fd in ours:
             os.close(fd)
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
         return
     _current = Standby(pid, pidfd, *ours, env=env)
+
+
+def _pidfd(pid: int | None) -> int | None:
+    """A pidfd for ``pid``; None (and the process killed and reaped) on a kernel before 5.3,
+    where its exit could not be watched, so there is no standby."""
+    if pid is None:
+        return None
+    try:
+        return os.pidfd_open(pid)
+    except OSError:
+        import signal
+
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        return None
 
 
 def take(argv: Sequence[str], cwd: str | None, env: Mapping[str, str],
